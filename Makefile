@@ -1,0 +1,54 @@
+# One entry point per job. Each target bootstraps .venv from the pinned versions on first use.
+#   make test    the whole test suite (unit tests + every chapter at `smoke`, papermill + nbval)
+#   make book    execute the chapters at `default` (cached) and render _build/html
+#   make bench   the speed benchmarks (never part of the tests)
+#   make sweep   example: CHAPTER=saxe-deep-linear ARGS="-p lr 0.01 0.02 --seeds 0 1"
+#   make clean   remove builds and results (keeps .venv)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Extra pip options, e.g. PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+# on a machine where PyPI's torch would pull CUDA packages.
+PIP_EXTRA ?=
+# Tests: xdist workers, one torch thread each (tiny models are Python-bound; two processes beat two threads).
+TEST_JOBS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: all test book bench sweep clean distclean venv
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q $(PIP_EXTRA) -c constraints.txt -e ".[book,test,dev]"
+	@touch $@
+
+test: $(STAMP)
+	@OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+# The scoreboard page includes a table made from results/*.json: make it, execute and render the
+# chapters (cached), remake the table with the new results, render again (only that page changes).
+book: $(STAMP)
+	$(PY) -m phenomena scoreboard --quiet
+	PHENOMENA_SCALE=default MPLBACKEND=Agg $(VENV)/bin/jupyter-book build .
+	$(PY) -m phenomena scoreboard --quiet
+	PHENOMENA_SCALE=default MPLBACKEND=Agg $(VENV)/bin/jupyter-book build .
+	@echo "The book is in _build/html/index.html"
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+sweep: $(STAMP)
+	$(PY) -m phenomena sweep $(CHAPTER) $(ARGS)
+
+clean:
+	rm -rf _build results book/_generated .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV)

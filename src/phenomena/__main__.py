@@ -1,0 +1,163 @@
+"""Command line: ``python -m phenomena list | run | scoreboard``.
+
+Examples::
+
+    python -m phenomena list
+    python -m phenomena run saxe-deep-linear --scale smoke --seed 1 -p lr 0.002
+    python -m phenomena scoreboard
+
+Exit codes: 0 all claims passed, 1 a claim failed (or the chapter raised), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import scales
+
+
+def _parse_pairs(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
+    from .chapters import parse_value
+
+    out: dict[str, Any] = {}
+    for name, value in pairs or []:
+        if name in out:
+            raise ValueError(f"parameter {name!r} given twice")
+        out[name] = parse_value(value)
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .chapters import discover
+
+    chapters = discover()
+    if not chapters:
+        print("no chapters found in _toc.yml")
+        return 0
+    for ch in chapters.values():
+        print(f"{ch.slug}  ({ch.part})" if ch.part else ch.slug)
+        print(f"    {ch.title}")
+        knobs = [p for p in ch.parameters.values() if p.name not in ("scale", "seed", "device")]
+        if knobs and args.verbose:
+            print("    parameters:")
+            for p in knobs:
+                print(f"      {p.name} = {p.default!r}" + (f"  # {p.comment}" if p.comment else ""))
+        elif knobs:
+            print("    parameters: " + ", ".join(p.name for p in knobs))
+        print("    claims: " + (", ".join(ch.claims) if ch.claims else "(none found)"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .chapters import get
+    from .execute import build_parameters, execute
+    from .scoreboard import SYMBOL
+
+    chapter = get(args.chapter)
+    params = _parse_pairs(args.param)
+    build_parameters(chapter, args.scale, args.seed, args.device, params)  # validate before any kernel starts
+    print(f"running {chapter.slug} at scale={args.scale} seed={args.seed}" + (f" with {params}" if params else ""))
+    ex = execute(
+        chapter,
+        scale=args.scale,
+        seed=args.seed,
+        device=args.device,
+        params=params,
+        output=Path(args.output) if args.output else None,
+        results=Path(args.results) if args.results else None,
+        timeout=args.timeout,
+        progress=not args.quiet,
+    )
+    if ex.result:
+        width = max(len(c["name"]) for c in ex.result["claims"]) if ex.result["claims"] else 10
+        print(f"\n{'claim':<{width}}  {'measured':>10}  accepts                 status")
+        for c in ex.result["claims"]:
+            measured = "—" if c["measured"] is None else f"{c['measured']:.4g}"
+            print(f"{c['name']:<{width}}  {measured:>10}  {c['tolerance']:<22}  {SYMBOL[c['status']]} {c['status']}")
+        print(f"\n{chapter.slug}: {ex.result['seconds']:.1f} s on {ex.result['device']}")
+        print(f"results: {ex.result_path}")
+    print(f"executed notebook: {ex.notebook}")
+    if ex.error:
+        print(f"error: the chapter raised {ex.error}", file=sys.stderr)
+        return 1
+    if ex.result is None:
+        print("error: the chapter finished without writing its results (does it end with run.finish()?)",
+              file=sys.stderr)
+        return 1
+    return 0 if ex.result.get("passed") else 1
+
+
+def cmd_scoreboard(args: argparse.Namespace) -> int:
+    from .chapters import discover
+    from .run import project_root, results_dir
+    from .scoreboard import load_results, render, write_if_changed
+
+    root = project_root()
+    folders = [Path(f) for f in args.results] if args.results else [results_dir()]
+    records = [r for folder in folders for r in load_results(folder)]
+    try:
+        titles = {slug: ch.title for slug, ch in discover(root).items()}
+    except ValueError:
+        titles = {}
+    text = render(records, titles)
+    out = Path(args.out) if args.out else root / "book" / "_generated" / "scoreboard-table.md"
+    changed = write_if_changed(out, text)
+    if not args.quiet:
+        print(text)
+    print(f"scoreboard: {len(records)} result file(s) -> {out}" + ("" if changed else " (unchanged)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m phenomena", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,scoreboard}")
+
+    p_list = sub.add_parser("list", help="chapters, their parameters and claims")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="show parameter defaults and comments")
+    p_list.set_defaults(func=cmd_list)
+
+    p_run = sub.add_parser("run", help="execute one chapter through papermill and print its claims")
+    p_run.add_argument("chapter", help="chapter slug (see `list`)")
+    p_run.add_argument("--scale", default=None, help=f"one of {', '.join(scales.SCALES)} (default: $PHENOMENA_SCALE or default)")
+    p_run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p_run.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="set a chapter parameter (repeatable); VALUE is a Python literal or a string")
+    p_run.add_argument("--output", help="executed notebook path (default _build/executed/CHAPTER/SCALE-seedN.ipynb)")
+    p_run.add_argument("--results", help="results folder (default results/)")
+    p_run.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    p_run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_run.set_defaults(func=cmd_run)
+
+    p_sb = sub.add_parser("scoreboard", help="render the scoreboard table from results JSON")
+    p_sb.add_argument("--results", nargs="*", help="results folders (default results/)")
+    p_sb.add_argument("--out", help="Markdown file to write (default book/_generated/scoreboard-table.md)")
+    p_sb.add_argument("-q", "--quiet", action="store_true", help="do not print the table")
+    p_sb.set_defaults(func=cmd_scoreboard)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "scale", None) is not None or args.command == "run":
+        try:
+            args.scale = scales.resolve(getattr(args, "scale", None))
+        except (ValueError, TypeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Execute one chapter through papermill and collect its results file.
+
+Used by ``python -m phenomena run``, by the tests and by sweeps. Parameters are validated
+against the chapter's ``parameters`` cell before a kernel starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import scales
+from .chapters import Chapter
+from .run import RESULTS_ENV, project_root
+
+
+@dataclass
+class Execution:
+    """What one execution produced: the executed notebook, the results record (if written) and any error."""
+
+    notebook: Path
+    result_path: Path
+    result: dict[str, Any] | None
+    error: str | None
+    seconds: float
+
+    @property
+    def claims_failed(self) -> bool:
+        return self.result is not None and not self.result.get("passed", False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.result is not None and bool(self.result.get("passed"))
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def build_parameters(chapter: Chapter, scale: str, seed: int, device: str | None, params: dict[str, Any]) -> dict:
+    """The papermill parameters for one run, validated against the chapter's ``parameters`` cell."""
+    scale = scales.resolve(scale)
+    for required in ("scale", "seed", "device"):
+        if required not in chapter.parameters:
+            raise ValueError(f"chapter {chapter.slug!r} lacks the {required!r} knob in its parameters cell")
+    values = chapter.validate(dict(params))
+    reserved = {"scale", "seed", "device"} & set(values)
+    if reserved:
+        raise ValueError(f"set {', '.join(sorted(reserved))} with --scale/--seed/--device, not with -p")
+    return {"scale": scale, "seed": int(seed), "device": device, **values}
+
+
+def execute(
+    chapter: Chapter,
+    *,
+    scale: str,
+    seed: int = 0,
+    device: str | None = None,
+    params: dict[str, Any] | None = None,
+    output: Path | None = None,
+    results: Path | None = None,
+    timeout: float | None = None,
+    progress: bool = False,
+) -> Execution:
+    """Run ``chapter`` at ``scale``/``seed`` with ``params``; never raises for a failing chapter.
+
+    The executed notebook goes to ``output`` (default ``_build/executed/<slug>/<scale>-seed<seed>.ipynb``),
+    the results file to ``results`` (default ``<root>/results``). A failed claim or an exception in
+    the notebook is reported in the returned :class:`Execution`, not raised.
+    """
+    import papermill as pm
+
+    parameters = build_parameters(chapter, scale, seed, device, params or {})
+    root = project_root(chapter.path.parent)
+    output = Path(output or root / "_build" / "executed" / chapter.slug / f"{parameters['scale']}-seed{seed}.ipynb")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    results = Path(results or root / "results").resolve()
+    result_path = results / chapter.slug / f"{parameters['scale']}-seed{seed}.json"
+    started = time.time()
+    error: str | None = None
+    with _env(**{RESULTS_ENV: str(results), "PHENOMENA_ROOT": str(root)}):
+        try:
+            pm.execute_notebook(
+                str(chapter.path),
+                str(output),
+                parameters=parameters,
+                cwd=str(chapter.path.parent),
+                progress_bar=progress,
+                execution_timeout=timeout,
+                kernel_name="python3",
+            )
+        except pm.PapermillExecutionError as err:
+            error = f"{err.ename}: {err.evalue}"
+        except Exception as err:  # noqa: BLE001 - a kernel death or timeout is reported, not raised
+            error = f"{type(err).__name__}: {err}"
+    result = None
+    if result_path.is_file() and result_path.stat().st_mtime >= started - 1:
+        result = json.loads(result_path.read_text())
+    if result is not None and error and error.startswith("ClaimsFailed"):
+        error = None  # the claims table says what failed
+    return Execution(output, result_path, result, error, time.time() - started)

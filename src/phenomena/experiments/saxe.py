@@ -1,0 +1,195 @@
+"""Experiments of the chapter *saxe-deep-linear*: mode trajectories and learning time vs depth.
+
+Kept here, not in the notebook, so that the chapter's cells stay short and a sweep or a test
+can call the same code. Everything runs in float64: the closed forms are compared to within a
+few percent and the matrices are tiny.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..data import linear_target, whitened_inputs
+from ..models import DeepLinearConfig, DeepLinearNetwork
+from ..train import crossing_time, train_full_batch
+
+DTYPE = torch.float64
+
+
+@dataclass
+class Task:
+    """Whitened inputs ``x``, targets ``y = M x`` and the target's singular vectors ``U``, ``V``."""
+
+    x: Tensor
+    y: Tensor
+    target: Tensor
+    u: Tensor
+    v: Tensor
+    singular_values: np.ndarray
+
+    @property
+    def loss_of_zero_map(self) -> float:
+        """``½‖M‖²_F = ½Σs²``: the loss of a network that outputs nothing."""
+        return float(0.5 * (self.singular_values**2).sum())
+
+
+def make_task(
+    singular_values: Sequence[float], d_in: int, d_out: int, generator: torch.Generator, device: torch.device
+) -> Task:
+    """A target map with the given singular values, random singular vectors, exactly whitened inputs."""
+    x = whitened_inputs(2 * d_in, d_in, generator, DTYPE)
+    m, u, v = linear_target(singular_values, d_out, d_in, generator, DTYPE)
+    y = x @ m.T
+    return Task(
+        x.to(device), y.to(device), m.to(device), u.to(device), v.to(device), np.asarray(singular_values, float)
+    )
+
+
+@dataclass
+class ModeTrajectories:
+    """Mode strengths over training: ``strength[t, member, mode]`` at ``steps[t]``; ``u0`` per member and mode."""
+
+    steps: np.ndarray
+    strength: np.ndarray
+    u0: np.ndarray
+    loss: np.ndarray
+
+
+def train_modes(
+    task: Task,
+    *,
+    hidden: int,
+    init: str,
+    init_scale: float,
+    lr: float,
+    members: int,
+    generator: torch.Generator,
+    steps: int | None = None,
+    record_every: int = 1,
+) -> ModeTrajectories:
+    """Train ``members`` two-layer nets ``in → hidden → out`` at once and record every mode's strength.
+
+    ``steps=None`` trains for 2.5 times the slowest closed-form half-learning time among all
+    members and modes, long enough for every mode to finish its transition.
+
+    ``u0`` is the closed form's initial strength: ``init_scale`` for the decoupled init, and the
+    growing part ``|(W₁v + W₂ᵀu)/2|²`` for a random one (see
+    :func:`phenomena.theory.saxe_growing_strength`).
+    """
+    from ..theory import saxe_growing_strength, saxe_half_time
+
+    d_in, d_out = task.x.shape[1], task.y.shape[1]
+    config = DeepLinearConfig(
+        [d_in, hidden, d_out], init=init, init_scale=init_scale, ensemble=members, dtype=DTYPE
+    )
+    net = _build(config, generator, task)
+    if init == "decoupled":
+        u0 = np.full((members, len(task.singular_values)), float(init_scale))
+    else:
+        w1, w2 = (w.detach().cpu().numpy() for w in net.weights)
+        u0 = saxe_growing_strength(w1, w2, task.u.cpu().numpy(), task.v.cpu().numpy())
+    if steps is None:
+        s = np.broadcast_to(task.singular_values, u0.shape)
+        steps = int(2.5 * saxe_half_time(s, np.minimum(u0, s / 4), lr).max()) + 1
+    history = train_full_batch(
+        net,
+        task.x,
+        task.y,
+        lr=lr,
+        steps=steps,
+        record={"strength": lambda m: m.mode_strengths(task.u, task.v)},
+        record_every=record_every,
+    )
+    return ModeTrajectories(
+        steps=history.record_steps.numpy(),
+        strength=history.recorded["strength"].numpy(),
+        u0=u0,
+        loss=history.loss.numpy(),
+    )
+
+
+def half_times(traj: ModeTrajectories, singular_values: Sequence[float]) -> np.ndarray:
+    """First recorded step at which each mode reaches half its final strength ``s/2``: ``(members, modes)``.
+
+    Linear interpolation between recorded steps; ``nan`` if a mode never gets there.
+    """
+    s = np.asarray(singular_values, float)
+    u, t = traj.strength, traj.steps.astype(float)
+    out = np.full(u.shape[1:], np.nan)
+    for e in range(u.shape[1]):
+        for r in range(u.shape[2]):
+            above = np.nonzero(u[:, e, r] >= s[r] / 2)[0]
+            if above.size == 0:
+                continue
+            k = above[0]
+            if k == 0:
+                out[e, r] = t[0]
+                continue
+            a, b = u[k - 1, e, r], u[k, e, r]
+            out[e, r] = t[k - 1] + (s[r] / 2 - a) / (b - a) * (t[k] - t[k - 1])
+    return out
+
+
+def _build(config: DeepLinearConfig, generator: torch.Generator, task: Task) -> DeepLinearNetwork:
+    """Weights are drawn on the CPU (the generator's device), then moved to the task's device."""
+    net = DeepLinearNetwork(config, generator=generator, modes=(task.u.cpu(), task.v.cpu()))
+    return net.to(task.x.device)
+
+
+def learning_time_vs_depth(
+    task: Task,
+    *,
+    depths: Sequence[int],
+    inits: Sequence[str] = ("orthogonal", "gaussian"),
+    lrs: Sequence[float],
+    steps: int,
+    threshold: float,
+    generator: torch.Generator,
+) -> pd.DataFrame:
+    """Learning time of a deep linear net of constant width, at the best learning rate of a grid.
+
+    For each init and depth, all learning rates train at once as one ensemble (rates that
+    diverge are masked). Learning time is when the loss first falls to ``threshold`` times its
+    initial value (interpolated between steps); the best rate is the one that gets there first,
+    so every depth is compared at its own optimal learning rate. A run that never gets there has
+    time ``inf``. Returns one row per (init, depth).
+    """
+    width = task.x.shape[1]
+    rates = torch.as_tensor(list(lrs), dtype=DTYPE, device=task.x.device)
+    rows = []
+    for init in inits:
+        for depth in depths:
+            config = DeepLinearConfig(
+                [width] * (depth + 1), init=init, init_scale=1.0, ensemble=len(lrs), dtype=DTYPE
+            )
+            net = _build(config, generator, task)
+            history = train_full_batch(net, task.x, task.y, lr=rates, steps=steps, on_divergence="mask")
+            initial = history.loss[0]
+            times = crossing_time(history.loss, threshold * initial)
+            best = int(torch.argmin(times))
+            rows.append(
+                {
+                    "init": init,
+                    "depth": depth,
+                    "time": float(times[best]),
+                    "best_lr": float(rates[best]) if np.isfinite(float(times[best])) else float("nan"),
+                    "diverged_rates": int(history.diverged.sum()),
+                    "steps": steps,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def growth(table: pd.DataFrame, init: str, deep: int, shallow: int) -> float:
+    """``time(deep) / time(shallow)`` for one init; a run that never learned counts as ``steps`` (a lower bound)."""
+    sel = table[table["init"] == init].set_index("depth")
+    t_deep = sel.loc[deep, "time"]
+    if not np.isfinite(t_deep):
+        t_deep = float(sel.loc[deep, "steps"])
+    return float(t_deep / sel.loc[shallow, "time"])

@@ -1,0 +1,3 @@
+"""Measurements on models and their training: usable on any model, not tied to one chapter."""
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""Models shared by the chapters: one readable model per file, configured by a dataclass."""
+
+from .deep_linear import INITS, DeepLinearConfig, DeepLinearNetwork, random_orthogonal
+
+__all__ = ["DeepLinearConfig", "DeepLinearNetwork", "INITS", "random_orthogonal"]

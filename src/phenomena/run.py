@@ -1,0 +1,276 @@
+"""Start of every chapter: scale, seeds, device, provenance, and the chapter's claims report.
+
+A chapter calls :func:`setup` once, right after its ``parameters`` cell, and ends with
+``run.finish()``. Everything a result file needs to say where a number came from (chapter,
+scale, seed, device, versions, git revision, wall time) is collected here, so that chapters
+cannot forget any of it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from . import scales
+from .claims import Report
+
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+RESULTS_ENV = "PHENOMENA_RESULTS"
+ROOT_ENV = "PHENOMENA_ROOT"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The book's root folder (the one holding ``_toc.yml``).
+
+    ``$PHENOMENA_ROOT`` wins; otherwise walk up from ``start`` (default: the working directory,
+    which is the notebook's folder under Jupyter, papermill and jupyter-book), then from this
+    package's location (an editable install). Falls back to the working directory.
+    """
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    for base in (start or Path.cwd(), Path(__file__).resolve()):
+        for folder in (base, *base.parents):
+            if (folder / "_toc.yml").is_file() and (folder / "src" / "phenomena").is_dir():
+                return folder
+    return Path.cwd()
+
+
+def results_dir() -> Path:
+    """Where result files go: ``$PHENOMENA_RESULTS`` or ``<root>/results``."""
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV]).resolve()
+    return project_root() / "results"
+
+
+@lru_cache(maxsize=4)
+def git_revision(root: Path | None = None) -> str:
+    """Short git revision of the book, with ``-dirty`` if the working tree has changes."""
+    where = str(root or project_root())
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
+        )
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device asked for, or the best available one (cuda > mps > cpu).
+
+    An unknown name, or a device this machine lacks, is a ``ValueError`` naming what is valid.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    name = (device or "auto").strip().lower()
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available.insert(0, "cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.insert(0 if "cuda" not in available else 1, "mps")
+    if name == "auto":
+        return torch.device(available[0])
+    kind = name.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise ValueError(f"unknown device {device!r}; valid devices are: {', '.join(DEVICE_CHOICES)} (or 'cuda:N')")
+    if kind not in available:
+        raise ValueError(
+            f"device {device!r} is not available on this machine; available here: {', '.join(available)} "
+            "(or pass device=None to pick the best one)"
+        )
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"bad device {device!r}: {err}") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device_label(device: torch.device) -> str:
+    """A short human name for a device, e.g. ``cpu`` or ``cuda (NVIDIA H100 80GB HBM3)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for reproducing a number."""
+    from . import __version__
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "phenomena": __version__,
+    }
+
+
+@dataclass
+class Run:
+    """One execution of one chapter: its settings, its provenance and its claims.
+
+    Made by :func:`setup`; chapters use ``run.sizes``, ``run.generator``, ``run.check``,
+    ``run.report()`` and ``run.finish()``.
+    """
+
+    chapter: str
+    scale: str
+    seed: int
+    device: torch.device
+    git_revision: str
+    versions: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    claims: Report = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claims = Report(chapter=self.chapter, scale=self.scale)
+
+    def provenance(self) -> str:
+        """The one-line header every chapter prints."""
+        return (
+            f"[phenomena] {self.chapter} | scale={self.scale} | seed={self.seed} | "
+            f"device={device_label(self.device)} | torch {self.versions['torch']} | git {self.git_revision}"
+        )
+
+    def sizes(
+        self,
+        *,
+        smoke: Mapping[str, Any],
+        default: Mapping[str, Any],
+        full: Mapping[str, Any],
+        **overrides: Any,
+    ) -> SimpleNamespace:
+        """This chapter's sizes at the run's scale (see :func:`phenomena.scales.preset`)."""
+        return scales.preset(self.scale, smoke=smoke, default=default, full=full, **overrides)
+
+    def generator(self, stream: int = 0, device: torch.device | str | None = None) -> torch.Generator:
+        """A torch generator seeded from the run's seed and a stream number.
+
+        Separate streams (data, init, noise) keep one part of an experiment from shifting the
+        random numbers of another when a knob changes.
+        """
+        gen = torch.Generator(device=device or "cpu")
+        gen.manual_seed(self.seed * 1_000_003 + stream)
+        return gen
+
+    def check(self, name: str, measured: Any, **kwargs: Any):  # noqa: ANN201 - returns claims.Claim
+        """Record a claim (see :meth:`phenomena.claims.Report.check`)."""
+        return self.claims.check(name, measured, **kwargs)
+
+    def report(self):  # noqa: ANN201 - returns pandas.DataFrame
+        """The claims table, rounded so that reruns print the same text."""
+        return self.claims.table()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def result_path(self) -> Path:
+        return results_dir() / self.chapter / f"{self.scale}-seed{self.seed}.json"
+
+    def finish(self) -> Path:
+        """Write the results file (atomically) and raise if any claim failed.
+
+        Returns the path written. Raises :class:`phenomena.claims.ClaimsFailed` listing every
+        failed claim, after the file is written, so that the scoreboard shows the failure.
+        """
+        seconds = self.seconds
+        record = {
+            "chapter": self.chapter,
+            "scale": self.scale,
+            "seed": self.seed,
+            "device": device_label(self.device),
+            "versions": self.versions,
+            "git_revision": self.git_revision,
+            "started_at": self.started_at,
+            "seconds": round(seconds, 3),
+            "params": self.params,
+        }
+        path = self.result_path()
+        self.claims.write(path, record)
+        print(f"[phenomena] {self.chapter}: {self.claims.summary()} | {seconds:.1f} s on {device_label(self.device)}")
+        print(f"[phenomena] results written to {path}")
+        self.claims.raise_if_failed()
+        return path
+
+
+def setup(
+    scale: str | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    *,
+    chapter: str = "scratch",
+    params: Mapping[str, Any] | None = None,
+    quiet: bool = False,
+) -> Run:
+    """Resolve the scale, seed everything, pick the device and print the provenance line.
+
+    ``scale=None`` takes ``$PHENOMENA_SCALE`` or ``"default"``; ``device=None`` picks
+    cuda > mps > cpu. ``params`` are the chapter's knobs, stored in the results file so a sweep's
+    table can show them. Bad values raise ``ValueError``/``TypeError`` naming the valid choices.
+    """
+    name = scales.resolve(scale)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if not isinstance(chapter, str) or not chapter:
+        raise ValueError("chapter must be the chapter's slug, e.g. 'saxe-deep-linear'")
+    dev = pick_device(device)
+    seed_everything(int(seed))
+    run = Run(
+        chapter=chapter,
+        scale=name,
+        seed=int(seed),
+        device=dev,
+        git_revision=git_revision(project_root()),
+        versions=versions(),
+        params=_jsonable(dict(params or {})),
+    )
+    if not quiet:
+        print(run.provenance())
+    return run
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, (np.generic,)):
+            value = value.item()
+        if isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out

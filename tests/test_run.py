@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import phenomena
+from phenomena.run import pick_device
+
+
+def test_setup_seeds_and_prints_provenance(capsys, results_tmp):
+    run = phenomena.setup("smoke", 3, "cpu", chapter="unit")
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("[phenomena] unit | scale=smoke | seed=3 | device=cpu | torch ")
+    assert "git " in line
+    a = torch.rand(3)
+    phenomena.setup("smoke", 3, "cpu", chapter="unit", quiet=True)
+    assert torch.equal(a, torch.rand(3))
+    assert run.device == torch.device("cpu")
+
+
+def test_generators_are_seeded_streams():
+    run = phenomena.setup("smoke", 1, "cpu", quiet=True)
+    assert torch.equal(torch.rand(4, generator=run.generator(0)), torch.rand(4, generator=run.generator(0)))
+    assert not torch.equal(torch.rand(4, generator=run.generator(0)), torch.rand(4, generator=run.generator(1)))
+
+
+@pytest.mark.parametrize("bad", ["tpu", "gpu", "cuda:x"])
+def test_unknown_device(bad):
+    with pytest.raises(ValueError, match="valid devices|bad device|not available"):
+        pick_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_clear():
+    with pytest.raises(ValueError, match="not available on this machine; available here: cpu"):
+        pick_device("cuda")
+
+
+def test_bad_scale_and_seed():
+    with pytest.raises(ValueError, match="valid scales are: smoke, default, full"):
+        phenomena.setup("medium", 0, "cpu", quiet=True)
+    with pytest.raises(TypeError, match="seed"):
+        phenomena.setup("smoke", 1.5, "cpu", quiet=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed"):
+        phenomena.setup("smoke", -1, "cpu", quiet=True)
+
+
+def test_finish_writes_results_and_raises_on_failure(results_tmp, capsys):
+    run = phenomena.setup("smoke", 2, "cpu", chapter="unit", params={"lr": np.float64(0.1)}, quiet=True)
+    run.check("ok", 1.0, expected=1.0, rtol=0.01, law="x = 1", reason="exact")
+    run.check("bad", 2.0, upper=1.0, law="x ≤ 1", reason="bound")
+    with pytest.raises(phenomena.ClaimsFailed, match="bad: measured 2"):
+        run.finish()
+    data = json.loads((results_tmp / "unit" / "smoke-seed2.json").read_text())
+    assert data["chapter"] == "unit" and data["seed"] == 2 and data["scale"] == "smoke"
+    assert data["device"] == "cpu" and data["complete"] and not data["passed"]
+    assert data["params"] == {"lr": 0.1}
+    assert {"python", "torch", "numpy", "phenomena"} <= set(data["versions"])
+    assert [c["status"] for c in data["claims"]] == ["pass", "fail"]
+    assert not list(results_tmp.rglob("*.tmp"))
