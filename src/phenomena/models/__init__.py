@@ -3,3 +3,6 @@
 from .deep_linear import INITS, DeepLinearConfig, DeepLinearNetwork, random_orthogonal
 
 __all__ = ["DeepLinearConfig", "DeepLinearNetwork", "INITS", "random_orthogonal"]
+from .mlp import ACTIVATIONS, MLP, PARAMETERIZATIONS, MLPConfig  # noqa: E402
+
+__all__ += ["MLP", "MLPConfig", "ACTIVATIONS", "PARAMETERIZATIONS"]
