@@ -1,3 +1,5 @@
 """Measurements on models and their training: usable on any model, not tied to one chapter."""
 
-__all__: list[str] = []
+from .ntk import empirical_ntk, kernel_regression
+
+__all__ = ["empirical_ntk", "kernel_regression"]
