@@ -1,12 +1,16 @@
-"""Command line: ``python -m phenomena list | run | scoreboard``.
+"""Command line: ``python -m phenomena list | run | sweep | gather | scoreboard``.
 
 Examples::
 
     python -m phenomena list
     python -m phenomena run saxe-deep-linear --scale smoke --seed 1 -p lr 0.002
-    python -m phenomena scoreboard
+    python -m phenomena sweep saxe-deep-linear -p lr 0.004 0.005 --seeds 0 1 --scale smoke --jobs 2
+    python -m phenomena gather sweeps/saxe-deep-linear-smoke-lr-123abc
+    python -m phenomena scoreboard [--sweep DIR]
 
-Exit codes: 0 all claims passed, 1 a claim failed (or the chapter raised), 2 bad input.
+Exit codes: ``run``: 0 all claims passed, 1 a claim failed (or the chapter raised).
+``sweep``: 0 every point finished (its claims, passed or not, are in the table), 1 a point failed,
+130 interrupted (rerun the same command to resume). Any command: 2 bad input.
 """
 
 from __future__ import annotations
@@ -90,10 +94,54 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if ex.result.get("passed") else 1
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepInterrupted, make_grid, run_sweep
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs is the number of workers of the embedded cluster, at least 1; got {args.jobs}")
+    grid = make_grid(
+        args.chapter,
+        args.param,
+        args.seeds,
+        args.scale,
+        device=args.device,
+        threads=args.threads,
+        timeout=args.timeout,
+    )
+    out = Path(args.out) if args.out else grid.default_out()
+    extra = ["--scheduler", args.scheduler] if args.scheduler else (["--jobs", str(args.jobs)] if args.jobs else [])
+    try:
+        outcome = run_sweep(
+            grid,
+            out,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            progress=not args.quiet,
+            command=grid.command(out, extra),
+        )
+    except SweepInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130
+    return 0 if outcome.ok else 1
+
+
+def cmd_gather(args: argparse.Namespace) -> int:
+    from .sweep import FIGURE, TABLE_CSV, TABLE_PARQUET, gather
+
+    out = Path(args.dir)
+    result = gather(out, figure=not args.no_figure)
+    print(
+        f"gathered {out}: {result.finished} point(s) finished, {result.failed} failed, {result.pending} not run; "
+        f"{len(result.table)} row(s)\n  {out / TABLE_PARQUET}\n  {out / TABLE_CSV}"
+        + ("" if args.no_figure else f"\n  {out / FIGURE}")
+    )
+    return 1 if result.failed else 0
+
+
 def cmd_scoreboard(args: argparse.Namespace) -> int:
     from .chapters import discover
     from .run import project_root, results_dir
-    from .scoreboard import load_results, render, write_if_changed
+    from .scoreboard import SWEEP_TABLE, load_results, render, render_sweeps, write_if_changed
 
     root = project_root()
     folders = [Path(f) for f in args.results] if args.results else [results_dir()]
@@ -108,12 +156,21 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(text)
     print(f"scoreboard: {len(records)} result file(s) -> {out}" + ("" if changed else " (unchanged)"))
+    # The page also includes a sweeps section: written with --sweep, otherwise left as it is (made empty if missing).
+    sweep_out = Path(args.sweep_out) if args.sweep_out else out.parent / SWEEP_TABLE
+    if args.sweep is not None or not sweep_out.is_file():
+        sweep_text = render_sweeps([Path(d) for d in args.sweep or []], sweep_out.parent, titles)
+        changed = write_if_changed(sweep_out, sweep_text)
+        if args.sweep:
+            if not args.quiet:
+                print(sweep_text)
+            print(f"scoreboard: {len(args.sweep)} sweep(s) -> {sweep_out}" + ("" if changed else " (unchanged)"))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m phenomena", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,scoreboard}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,sweep,gather,scoreboard}")
 
     p_list = sub.add_parser("list", help="chapters, their parameters and claims")
     p_list.add_argument("-v", "--verbose", action="store_true", help="show parameter defaults and comments")
@@ -132,9 +189,43 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_run.set_defaults(func=cmd_run)
 
+    p_sw = sub.add_parser(
+        "sweep",
+        help="run a chapter over a grid of parameters and seeds on Dask (resumable), gathered into one table",
+        description="Run CHAPTER at every point of the grid (the -p values times the seeds) through papermill, "
+        "each point into DIR/runs/<point-id>/, on an embedded Dask cluster or an existing scheduler. "
+        "Rerunning the same command skips finished points. Exit status: 0 every point finished, "
+        "1 a point failed, 2 bad input, 130 interrupted.",
+    )
+    p_sw.add_argument("chapter", help="chapter slug (see `list`)")
+    p_sw.add_argument("-p", "--param", nargs="+", action="append", metavar=("NAME", "VALUE"),
+                      help="a parameter and its values: -p lr 0.004 0.005 (repeatable: the grid is the product)")
+    p_sw.add_argument("--seeds", nargs="*", type=int, default=[0], metavar="SEED", help="seeds (default: 0)")
+    p_sw.add_argument("--scale", default=None, help=f"one of {', '.join(scales.SCALES)} (default: $PHENOMENA_SCALE or default)")
+    p_sw.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available on each worker)")
+    engine = p_sw.add_mutually_exclusive_group()
+    engine.add_argument("--jobs", type=int, default=None,
+                        help="workers of the embedded Dask cluster, one point each (default: CPU cores / --threads)")
+    engine.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="submit to an existing Dask scheduler instead (its workers must share this file system)")
+    p_sw.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per point (default 1)")
+    p_sw.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    p_sw.add_argument("--out", metavar="DIR",
+                      help="sweep folder (default sweeps/CHAPTER-SCALE-PARAMS-HASH: the same command, the same folder)")
+    p_sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_sw.set_defaults(func=cmd_sweep)
+
+    p_ga = sub.add_parser("gather", help="rebuild a sweep's table (Parquet + CSV) and summary figure from its runs")
+    p_ga.add_argument("dir", metavar="DIR", help="the sweep folder (holds sweep.json)")
+    p_ga.add_argument("--no-figure", action="store_true", help="only the table")
+    p_ga.set_defaults(func=cmd_gather)
+
     p_sb = sub.add_parser("scoreboard", help="render the scoreboard table from results JSON")
     p_sb.add_argument("--results", nargs="*", help="results folders (default results/)")
     p_sb.add_argument("--out", help="Markdown file to write (default book/_generated/scoreboard-table.md)")
+    p_sb.add_argument("--sweep", nargs="*", metavar="DIR",
+                      help="also show these sweeps on the scoreboard page (no DIR: remove the sweeps shown)")
+    p_sb.add_argument("--sweep-out", help="Markdown file for the sweeps (default: sweep-table.md beside --out)")
     p_sb.add_argument("-q", "--quiet", action="store_true", help="do not print the table")
     p_sb.set_defaults(func=cmd_scoreboard)
     return parser
@@ -143,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "scale", None) is not None or args.command == "run":
+    if getattr(args, "scale", None) is not None or args.command in ("run", "sweep"):
         try:
             args.scale = scales.resolve(getattr(args, "scale", None))
         except (ValueError, TypeError) as err:

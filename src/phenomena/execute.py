@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import scales
 from .chapters import Chapter
-from .run import RESULTS_ENV, project_root
+from .run import RESULTS_ENV, ROOT_ENV, project_root
 
 
 @dataclass
@@ -38,18 +38,30 @@ class Execution:
         return self.error is None and self.result is not None and bool(self.result.get("passed"))
 
 
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> type:
+    """A jupyter kernel manager that starts its kernel with ``env`` added to this process's environment.
+
+    The kernel gets its variables (results folder, thread counts) at launch, without touching
+    ``os.environ``: two chapters executed at once by two threads of one process (a Dask worker
+    with several threads) cannot see each other's results folder. With ``log``, the kernel
+    process's own stdout and stderr (its start-up warnings, a crash) go to that file.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    extra = {str(k): str(v) for k, v in env.items()}
+
+    class KernelManagerWithEnv(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
+            if log is None:
+                await super().start_kernel(**kw)
+                return
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "ab") as fh:  # noqa: ASYNC230 - the kernel keeps its own copy of the descriptor
+                kw.update(stdout=fh, stderr=fh)
+                await super().start_kernel(**kw)
+
+    return KernelManagerWithEnv
 
 
 def build_parameters(chapter: Chapter, scale: str, seed: int, device: str | None, params: dict[str, Any]) -> dict:
@@ -76,12 +88,17 @@ def execute(
     results: Path | None = None,
     timeout: float | None = None,
     progress: bool = False,
+    env: Mapping[str, str] | None = None,
+    kernel_log: Path | None = None,
 ) -> Execution:
     """Run ``chapter`` at ``scale``/``seed`` with ``params``; never raises for a failing chapter.
 
     The executed notebook goes to ``output`` (default ``_build/executed/<slug>/<scale>-seed<seed>.ipynb``),
     the results file to ``results`` (default ``<root>/results``). A failed claim or an exception in
-    the notebook is reported in the returned :class:`Execution`, not raised.
+    the notebook is reported in the returned :class:`Execution`, not raised. ``env`` adds
+    environment variables for the kernel only (e.g. ``OMP_NUM_THREADS``); this process's
+    environment is left alone, so that threads may execute chapters side by side. ``kernel_log``
+    receives the kernel process's own output (default: this process's stdout/stderr).
     """
     import papermill as pm
 
@@ -93,21 +110,22 @@ def execute(
     result_path = results / chapter.slug / f"{parameters['scale']}-seed{seed}.json"
     started = time.time()
     error: str | None = None
-    with _env(**{RESULTS_ENV: str(results), "PHENOMENA_ROOT": str(root)}):
-        try:
-            pm.execute_notebook(
-                str(chapter.path),
-                str(output),
-                parameters=parameters,
-                cwd=str(chapter.path.parent),
-                progress_bar=progress,
-                execution_timeout=timeout,
-                kernel_name="python3",
-            )
-        except pm.PapermillExecutionError as err:
-            error = f"{err.ename}: {err.evalue}"
-        except Exception as err:  # noqa: BLE001 - a kernel death or timeout is reported, not raised
-            error = f"{type(err).__name__}: {err}"
+    kernel_env = {ROOT_ENV: str(root), **(env or {}), RESULTS_ENV: str(results)}
+    try:
+        pm.execute_notebook(
+            str(chapter.path),
+            str(output),
+            parameters=parameters,
+            cwd=str(chapter.path.parent),
+            progress_bar=progress,
+            execution_timeout=timeout,
+            kernel_name="python3",
+            kernel_manager_class=_kernel_manager_class(kernel_env, Path(kernel_log) if kernel_log else None),
+        )
+    except pm.PapermillExecutionError as err:
+        error = f"{err.ename}: {err.evalue}"
+    except Exception as err:  # noqa: BLE001 - a kernel death or timeout is reported, not raised
+        error = f"{type(err).__name__}: {err}"
     result = None
     if result_path.is_file() and result_path.stat().st_mtime >= started - 1:
         result = json.loads(result_path.read_text())

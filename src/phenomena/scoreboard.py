@@ -120,3 +120,97 @@ def write_if_changed(path: Path, text: str) -> bool:
     tmp.write_text(text)
     tmp.replace(path)
     return True
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+SWEEP_TABLE = "sweep-table.md"
+"""The file (beside the scoreboard table) that the scoreboard page includes for sweeps."""
+
+
+def _fmt_value(x: Any) -> str:
+    try:
+        return f"{float(x):.4g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def render_sweep(folder: Path, image_dir: Path | None = None, chapter_titles: dict[str, str] | None = None) -> str:
+    """Markdown for one sweep: one row per parameter combination, per claim the mean measured value,
+    its range over seeds and how many seeds passed; then the summary figure.
+
+    The figure is copied into ``image_dir`` (the folder of the Markdown file) so that the book
+    can show it; the Markdown refers to it by file name.
+    """
+    import re
+    import shutil
+
+    from .sweep import FIGURE, collect, plot_summary
+
+    folder = Path(folder)
+    result = collect(folder)
+    grid, table = result.grid, result.table
+    titles = chapter_titles or {}
+    params = list(grid.params)
+    cols = [result.param_columns[p] for p in params]
+    lines = [
+        f"### {titles.get(grid.chapter, grid.chapter)}: " + (" × ".join(params) or "seeds") + f" at `{grid.scale}`\n",
+        (
+            f"`{grid.chapter}`, seeds {', '.join(map(str, grid.seeds))}, folder `{folder.name}`: "
+            f"{result.finished} point(s) finished, {result.failed} failed, {result.pending} not run.\n"
+        ),
+    ]
+    done = table[table["point_status"] == "finished"]
+    claims = [c for c in dict.fromkeys(done["claim"].dropna().tolist())]
+    combos = [()] if not cols else list(dict.fromkeys(tuple(r) for r in table[cols].itertuples(index=False)))
+    errors = table[table["point_status"] == "error"]
+    if claims or len(errors):
+        header = [*params, *claims] + (["failed points"] if len(errors) else [])
+        lines.append("| " + " | ".join(header or ["claim"]) + " |")
+        lines.append("|" + "---|" * max(1, len(header)))
+        for combo in combos:
+            mask = (table[cols] == list(combo)).all(axis=1) if cols else table.index == table.index
+            sub = table[mask]
+            cells = [_fmt_value(v) for v in combo]
+            for claim in claims:
+                rows_ = sub[(sub["claim"] == claim) & (sub["point_status"] == "finished")]
+                values = rows_["measured"].dropna()
+                if rows_.empty:
+                    cells.append("—")
+                    continue
+                text = _fmt_value(values.mean()) if len(values) else "—"
+                if len(values) > 1:
+                    text += f" [{_fmt_value(values.min())}, {_fmt_value(values.max())}]"
+                counts = rows_["status"].value_counts()
+                text += "<br>" + " ".join(
+                    f"{SYMBOL[s]} {int(counts[s])}/{len(rows_)}" for s in ("pass", "fail", "not reproduced", "skipped")
+                    if s in counts
+                )
+                cells.append(text)
+            if len(errors):
+                cells.append(str(int((sub["point_status"] == "error").sum())))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        lines.append("Cells: mean measured value over seeds [min, max], then how many seeds passed.\n")
+    figure = folder / FIGURE
+    if image_dir is not None and claims:
+        if not figure.is_file():
+            plot_summary(result, figure)
+        if figure.is_file():
+            name = "sweep-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name) + ".png"
+            Path(image_dir).mkdir(parents=True, exist_ok=True)
+            target = Path(image_dir) / name
+            if not target.is_file() or target.read_bytes() != figure.read_bytes():
+                shutil.copyfile(figure, target)
+            lines.append(f"![{grid.chapter}: measured claims against {params[0] if params else 'seed'}]({name})\n")
+    return "\n".join(lines)
+
+
+def render_sweeps(folders: list[Path], image_dir: Path | None = None,
+                  chapter_titles: dict[str, str] | None = None) -> str:
+    """The scoreboard page's sweeps section: one :func:`render_sweep` per folder, or a note if none."""
+    if not folders:
+        return (
+            "No sweep is shown here. `python -m phenomena scoreboard --sweep DIR` adds the table of the\n"
+            "sweep in `DIR` (see *Sweeping a chapter*).\n"
+        )
+    return "\n".join(render_sweep(f, image_dir, chapter_titles) for f in folders)
