@@ -2,7 +2,7 @@
 #   make test    the whole test suite (unit tests + every chapter at `smoke`, papermill + nbval)
 #   make book    execute the chapters at `default` (cached) and render _build/html
 #   make bench   the speed benchmarks (never part of the tests)
-#   make sweep   example: CHAPTER=saxe-deep-linear ARGS="-p lr 0.01 0.02 --seeds 0 1"
+#   make sweep   a chapter over a grid on Dask: CHAPTER=saxe-deep-linear ARGS="-p lr 0.004 0.005 --seeds 0 1 --scale smoke"
 #   make clean   remove builds and results (keeps .venv)
 
 PYTHON ?= python3
@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 sweep: $(STAMP)
+	@test -n "$(CHAPTER)" || { echo 'usage: make sweep CHAPTER=slug ARGS="-p NAME V1 V2 --seeds 0 1 --scale smoke"'; exit 2; }
 	$(PY) -m phenomena sweep $(CHAPTER) $(ARGS)
 
 clean:

@@ -190,7 +190,8 @@ def render_sweep(folder: Path, image_dir: Path | None = None, chapter_titles: di
                 cells.append(str(int((sub["point_status"] == "error").sum())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("Cells: mean measured value over seeds [min, max], then how many seeds passed.\n")
+        lines.append("Cells: the mean measured value over seeds [min, max], then the number of seeds per status "
+                     "(✅ pass, ❌ fail, ⚠️ not reproduced, ⏭️ skipped: the claim needs a larger scale).\n")
     figure = folder / FIGURE
     if image_dir is not None and claims:
         if not figure.is_file():

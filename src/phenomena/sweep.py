@@ -960,9 +960,12 @@ def plot_summary(result: Gathered, path: Path) -> Path | None:
             finite = [float(v) for v in x_values]
             if min(finite) > 0 and max(finite) / min(finite) >= 20:
                 ax.set_xscale("log")
+            elif len(finite) <= 6:
+                ax.set_xticks(finite, [f"{v:g}" for v in finite])
         else:
             ax.set_xticks(list(positions.values()), [str(v) for v in positions], rotation=30)
-        plots.label(ax, x_name, "measured", claim)
+        skipped = (rows["status"] == "skipped").all()
+        plots.label(ax, x_name, "measured", claim + (f" (skipped at {grid.scale})" if skipped else ""))
     for ax in axes[len(claims):]:
         ax.set_visible(False)
     seeds = ", ".join(map(str, grid.seeds))
