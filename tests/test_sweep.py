@@ -3,8 +3,9 @@ Ctrl-C and resume, failed points, an existing scheduler with a worker killed mid
 the figure and the scoreboard's sweep section.
 
 The sweeps run a tiny chapter made for these tests (tests/fixtures/tiny-sweep.ipynb: it doubles
-`x` with seeded noise, raises for a negative `x`, and can `pause`), found through a temporary
-_toc.yml and $PHENOMENA_ROOT, so that each point takes a second or two.
+`x` with seeded noise, raises for a negative `x`, fails its claim for a large `shift` and can
+`pause`), found through a temporary _toc.yml and $PHENOMENA_ROOT, so that each point takes a
+second or two.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def book(tmp_path, monkeypatch) -> Path:
 
 def env_for(book: Path) -> dict[str, str]:
     return {**os.environ, "PHENOMENA_ROOT": str(book), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-            "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"}
+            "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
 
 
 def sweep(book: Path, *args: str, timeout: float = WAIT) -> subprocess.CompletedProcess:
@@ -115,7 +116,7 @@ def test_grid_is_the_product_of_values_and_seeds(book):
     "argv, message",
     [
         (["nope", "-p", "x", "1"], "unknown chapter 'nope'; chapters are: tiny-sweep"),
-        (["tiny-sweep", "-p", "lr", "1"], "has no parameter 'lr'; its parameters are: x, noise, pause, label"),
+        (["tiny-sweep", "-p", "lr", "1"], "has no parameter 'lr'; its parameters are: x, noise, pause, shift, label"),
         (["tiny-sweep", "-p", "x", "fast"], "parameter 'x' of 'tiny-sweep' expects a float"),
         (["tiny-sweep", "-p", "x", "1", "[2]"], "expects a float"),
         (["tiny-sweep", "-p", "label", "1"], "parameter 'label' of 'tiny-sweep' expects a str"),
@@ -158,7 +159,7 @@ def test_unreachable_scheduler_is_a_clear_error(book):
 
 
 def test_make_grid_names_valid_choices(book):
-    with pytest.raises(ChapterError, match="its parameters are: x, noise, pause, label"):
+    with pytest.raises(ChapterError, match="its parameters are: x, noise, pause, shift, label"):
         make_grid("tiny-sweep", [["pace", "1"]], [0], "smoke")
 
 
@@ -315,21 +316,22 @@ def test_scheduler_sweep_survives_a_killed_worker(book, tmp_path):
                           "--local-directory", str(tmp_path / f"w{i}")], tmp_path / f"worker{i}.log") for i in range(2)]
         procs += workers
 
-        # A sweep on the scheduler's workers.
         out = tmp_path / "on-scheduler"
-        proc = subprocess.run([sys.executable, "-m", "phenomena", "sweep", "tiny-sweep", "-p", "x", "2", "3",
-                               "--scale", "smoke", "--scheduler", address, "--out", str(out), "-q"],
+        # A sweep on the scheduler's workers; its point fails a claim: that is a result, not a failed point.
+        proc = subprocess.run([sys.executable, "-m", "phenomena", "sweep", "tiny-sweep", "-p", "x", "2", "-p", "shift",
+                               "1", "--seeds", "3", "--scale", "smoke", "--scheduler", address, "--out", str(out), "-q"],
                               capture_output=True, text=True, env=env, timeout=WAIT, check=False)
         assert proc.returncode == 0, proc.stderr
-        assert f"running 2 on {address}" in proc.stderr
-        table = pd.read_parquet(out / "table.parquet")
-        assert len(table) == 4 and table.passed.all()
+        assert f"running 1 on {address}" in proc.stderr and "claims: 1 pass, 1 fail" in proc.stderr
+        table = pd.read_parquet(out / "table.parquet").set_index("claim")
+        assert table.status.to_dict() == {"double": "fail", "positive": "pass"}
+        assert (table.point_status == "finished").all() and (table.seed == 3).all() and (table["shift"] == 1.0).all()
 
         # Kill (SIGKILL) a worker while it runs a point: no finished point is lost, the point reruns elsewhere.
         out = tmp_path / "killed"
         pids = {w.pid for w in workers}
         sweep_proc = subprocess.Popen(
-            [sys.executable, "-m", "phenomena", "sweep", "tiny-sweep", "-p", "x", "0.5", "1.5", "-p", "pause", "1.5",
+            [sys.executable, "-m", "phenomena", "sweep", "tiny-sweep", "-p", "x", "0.5", "1.5", "-p", "pause", "1.0",
              "--seeds", "0", "1", "--scale", "smoke", "--scheduler", address, "--out", str(out), "-q"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -341,7 +343,8 @@ def test_scheduler_sweep_survives_a_killed_worker(book, tmp_path):
                     m = json.loads(meta.read_text())
                 except ValueError:
                     continue
-                if m.get("status") == "running" and m.get("pid") in pids and not finished_results(meta.parent):
+                done = any(json.loads(r.read_text()).get("complete") for r in meta.parent.glob("tiny-sweep/*.json"))
+                if m.get("status") == "running" and m.get("pid") in pids and not done:
                     return m
             return None
 

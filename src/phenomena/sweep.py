@@ -50,7 +50,7 @@ from typing import Any, TextIO
 
 from . import scales
 from .chapters import Chapter, ChapterError, get, load, parse_value
-from .claims import write_json_atomic
+from .claims import STATUSES, write_json_atomic
 from .run import ROOT_ENV, project_root
 
 SWEEP_FILE = "sweep.json"
@@ -642,7 +642,7 @@ def run_sweep(
     claims = ""
     if table is not None and len(table) and "status" in table:
         counts = table.loc[table["point_status"] == "finished", "status"].value_counts()
-        claims = " · claims: " + ", ".join(f"{int(counts[s])} {s}" for s in counts.index)
+        claims = " · claims: " + ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
     say(
         f"sweep {grid.chapter}: {finished}/{len(points)} point(s) finished, {len(failed)} failed "
         f"in {outcome.seconds:.0f} s{claims}\n  table: {out / TABLE_PARQUET} (and .csv), figure: {out / FIGURE}"
@@ -919,43 +919,49 @@ def plot_summary(result: Gathered, path: Path) -> Path | None:
     x_values = grid.params.get(x_name, list(grid.seeds))
     numeric = _numeric(x_values)
     positions = {v: i for i, v in enumerate(_cell_value(v) for v in x_values)}
-    others = [n for n in swept[1:]]
+
+    def position(values: Any) -> Any:
+        return values.map(lambda v: v if numeric else positions.get(v, np.nan)).astype(float)
+
+    others = swept[1:]
     claims = list(dict.fromkeys(done["claim"].tolist()))
     ncols = min(3, len(claims))
     nrows = math.ceil(len(claims) / ncols)
     fig, axes = plots.subplots(ncols=ncols, nrows=nrows, width=4.0, height=3.1)
     axes = np.atleast_1d(axes).ravel()
-    combos = done.groupby([result.param_columns[n] for n in others], dropna=False) if others else [((), done)]
-    combos = list(combos)
+    combos = list(done.groupby([result.param_columns[n] for n in others], dropna=False)) if others else [((), done)]
     palette = plots.colors(max(1, len(combos)))
     for ax, claim in zip(axes, claims, strict=False):
+        rows = done[done["claim"] == claim]
+        expected_drawn = False
         for (key, sub), color in zip(combos, palette, strict=False):
             sub = sub[sub["claim"] == claim]
             if sub.empty:
                 continue
             key = key if isinstance(key, tuple) else (key,)
             label = ", ".join(f"{n}={k}" for n, k in zip(others, key, strict=True)) or None
-            xs = sub[x_col].map(lambda v: v if numeric else positions.get(v, np.nan)).astype(float)
-            ax.scatter(xs, sub["measured"], s=12, alpha=0.5, color=color, linewidths=0)
-            stats = sub.assign(_x=xs).groupby("_x")["measured"].agg(["mean", "min", "max"]).sort_index()
-            ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
-            if len(grid.seeds) > 1:
-                ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15)
-        rows = done[done["claim"] == claim]
-        xs_all = rows[x_col].map(lambda v: v if numeric else positions.get(v, np.nan)).astype(float)
-        if rows["expected"].notna().all():
-            exp = rows.assign(_x=xs_all).groupby("_x")["expected"].mean().sort_index()
-            ax.plot(exp.index, exp.values, ls="--", color="0.3", lw=1, label="expected")
-        else:
+            xs = position(sub[x_col])
+            ax.scatter(xs, sub["measured"], s=14, alpha=0.6, color=color, linewidths=0)
+            if x_name == "seed":  # seeds only: their mean, no line through the seeds
+                ax.axhline(sub["measured"].mean(), color=color, lw=1.5, label="mean over seeds")
+            else:
+                stats = sub.assign(_x=xs).groupby("_x")["measured"].agg(["mean", "min", "max"]).sort_index()
+                ax.plot(stats.index, stats["mean"], marker="o", ms=4, color=color, label=label)
+                if len(grid.seeds) > 1:
+                    ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15)
+            if sub["expected"].notna().all():
+                exp = sub.assign(_x=xs).groupby("_x")["expected"].mean().sort_index()
+                ax.plot(exp.index, exp.values, ls="--", lw=1, color=color if others else "0.3",
+                        label=None if expected_drawn else "expected")
+                expected_drawn = True
+        if not expected_drawn:
             lo, hi = rows["lower"].dropna().unique(), rows["upper"].dropna().unique()
-            if len(lo) == 1:
-                ax.axhline(lo[0], ls=":", color="0.3", lw=1, label="accepted bound")
-            if len(hi) == 1:
-                ax.axhline(hi[0], ls=":", color="0.3", lw=1, label=None if len(lo) == 1 else "accepted bound")
+            for i, bound in enumerate([*lo[:1], *hi[:1]] if len(lo) <= 1 and len(hi) <= 1 else []):
+                ax.axhline(bound, ls=":", color="0.3", lw=1, label=None if i else "accepted bound")
         fails = rows[rows["status"] == "fail"]
         if len(fails):
-            fx = fails[x_col].map(lambda v: v if numeric else positions.get(v, np.nan)).astype(float)
-            ax.scatter(fx, fails["measured"], marker="x", color="crimson", s=28, label="failed claim")
+            ax.scatter(position(fails[x_col]), fails["measured"], marker="x", color="crimson", s=28,
+                       label="failed claim")
         if numeric:
             finite = [float(v) for v in x_values]
             if min(finite) > 0 and max(finite) / min(finite) >= 20:
@@ -963,15 +969,16 @@ def plot_summary(result: Gathered, path: Path) -> Path | None:
             elif len(finite) <= 6:
                 ax.set_xticks(finite, [f"{v:g}" for v in finite])
         else:
-            ax.set_xticks(list(positions.values()), [str(v) for v in positions], rotation=30)
+            names = [str(v) for v in positions]
+            ax.set_xticks(list(positions.values()), names, rotation=30 if max(map(len, names)) > 4 else 0)
         skipped = (rows["status"] == "skipped").all()
         plots.label(ax, x_name, "measured", claim + (f" (skipped at {grid.scale})" if skipped else ""))
     for ax in axes[len(claims):]:
         ax.set_visible(False)
     seeds = ", ".join(map(str, grid.seeds))
     missing = f"; {result.failed} failed point(s) not shown" if result.failed else ""
-    fig.suptitle(f"{grid.chapter} at {grid.scale}: dots are seeds ({seeds}), lines their mean, bands min–max"
-                 + missing, fontsize="medium")
+    how = "line their mean" if x_name == "seed" else "lines their mean, bands min–max"
+    fig.suptitle(f"{grid.chapter} at {grid.scale}: dots are seeds ({seeds}), {how}{missing}", fontsize="medium")
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}{path.suffix}")
     fig.savefig(tmp)
