@@ -35,6 +35,7 @@ from phenomena.sweep import (
     point_id,
     result_path,
     save_grid,
+    sweep_lock,
 )
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-sweep.ipynb"
@@ -156,6 +157,15 @@ def test_unreachable_scheduler_is_a_clear_error(book):
                  "--out", str(book / "out"), timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused(book, capsys):
+    out = book / "out"
+    out.mkdir()
+    with sweep_lock(out):
+        assert main(["sweep", "tiny-sweep", "-p", "x", "1", "--scale", "smoke", "--out", str(out)]) == 2
+    assert f"another sweep (pid {os.getpid()}) is running in {out}" in capsys.readouterr().err
+    assert not (out / "runs").exists()
 
 
 def test_make_grid_names_valid_choices(book):

@@ -502,8 +502,12 @@ def dask_client(jobs: int | None, scheduler: str | None, threads: int = 1) -> It
 
 
 def default_jobs(todo: int, threads: int = 1) -> int:
-    """Workers of the embedded cluster: one per ``threads`` CPU cores, no more than there are points."""
-    return max(1, min(todo, (os.cpu_count() or 1) // max(threads, 1)))
+    """Workers of the embedded cluster: one per ``threads`` CPU cores, no more than there are points.
+
+    Counts the cores this process may use (a Slurm job or a container may get fewer than the machine has).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(todo, cores // max(threads, 1)))
 
 
 def save_grid(out: Path, grid: Grid, command: str) -> None:
@@ -548,13 +552,48 @@ def run_sweep(
     Finished points are skipped. A failed point is recorded in its folder and the sweep goes
     on. Ctrl-C (or SIGTERM) cancels the points not started, stops the embedded cluster, writes
     the table of what is finished and raises :class:`SweepInterrupted` with the command that resumes.
+    A second sweep into the same folder while this one runs is refused (:func:`sweep_lock`).
     """
-    from tqdm.auto import tqdm
-
-    stream = stream or sys.stderr
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = command or grid.command(out)
+    with sweep_lock(out):
+        return _run_sweep(grid, out, jobs=jobs, scheduler=scheduler, progress=progress,
+                          command=command or grid.command(out), stream=stream or sys.stderr)
+
+
+@contextmanager
+def sweep_lock(out: Path) -> Iterator[None]:
+    """Hold ``DIR/.sweep.lock`` while a sweep runs, so that a second sweep into the same folder
+    refuses to start instead of running the same points twice. The operating system releases
+    the lock when the process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        yield
+        return
+    path = Path(out) / ".sweep.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise SweepError(f"another sweep ({holder}) is running in {out}; wait for it, or stop it") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_sweep(
+    grid: Grid, out: Path, *, jobs: int | None, scheduler: str | None, progress: bool, command: str, stream: TextIO
+) -> Outcome:
+    from tqdm.auto import tqdm
+
     save_grid(out, grid, command)
     points = grid.points()
     todo = [p for p in points if not is_finished(out, p)]
