@@ -254,30 +254,44 @@ def fit(
     record: dict[str, Callable[[], Tensor]] | None = None,
     record_every: int = 1,
     on_divergence: Literal["raise", "mask"] = "raise",
+    check_every: int = 1,
 ) -> History:
     """Run ``steps`` optimizer steps on all members at once.
 
     ``loss()`` returns the per-member losses ``(members,)`` for the current parameters (its own
     minibatch logic, if any, lives in the closure). ``record`` maps names to zero-argument
     functions evaluated without gradients every ``record_every`` steps and after the last.
-    With ``on_divergence="raise"`` a non-finite loss raises
-    :class:`phenomena.train.DivergenceError` naming the step, member and value; with ``"mask"``
-    the member is frozen and reported in ``History.diverged_at``.
+
+    Divergence: a member whose loss is non-finite is frozen at once (on the device, without a
+    host sync) and reported in ``History.diverged_at``. With ``on_divergence="raise"`` the run
+    stops with :class:`phenomena.train.DivergenceError` naming the step, member and value; the
+    check syncs with the device every ``check_every`` steps (raise it on a GPU to avoid a sync per
+    step; the reported step is exact either way).
     """
     from .train import assert_finite
 
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if record_every < 1 or check_every < 1:
+        raise ValueError(f"record_every and check_every must be >= 1, got {record_every}, {check_every}")
     if on_divergence not in ("raise", "mask"):
         raise ValueError(f"on_divergence must be 'raise' or 'mask', got {on_divergence!r}")
     record = record or {}
     params, members = optimizer.params, optimizer.members
-    losses = torch.full((steps + 1, members), math.nan, dtype=params[0].dtype)
+    device, dtype = params[0].device, params[0].dtype
+    losses = torch.full((steps + 1, members), math.nan, dtype=dtype, device=device)
     traces: dict[str, list[Tensor]] = {k: [] for k in record}
     rec_steps: list[int] = []
-    diverged_at = torch.full((members,), -1, dtype=torch.long)
+    last = steps
+
+    def check(upto: int) -> bool:
+        """Raise (mode 'raise') or report whether every member is dead, looking at steps <= upto."""
+        seen = losses[: upto + 1]
+        if on_divergence == "raise" and not bool(torch.isfinite(seen).all()):
+            bad_step = int((~torch.isfinite(seen)).any(1).nonzero()[0])
+            member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
+            assert_finite(seen[bad_step].cpu(), bad_step, lr=float(optimizer.lr[member]))
+        return not bool(optimizer.alive.any())
 
     for step in range(steps + 1):
         if step % record_every == 0 or step == steps:
@@ -288,22 +302,19 @@ def fit(
         per_member = loss()
         if per_member.shape != (members,):
             raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
-        finite = torch.isfinite(per_member)
-        losses[step] = per_member.detach().cpu()
-        if not bool(finite.all()):
-            if on_divergence == "raise":
-                bad = (~finite).nonzero()[0].item()
-                assert_finite(per_member.detach(), step, lr=float(optimizer.lr[bad]))
-            newly = (~finite) & optimizer.alive
-            diverged_at[newly.cpu()] = step
-            optimizer.alive &= finite
-            if not bool(optimizer.alive.any()):
-                break
+        losses[step] = per_member.detach()
+        optimizer.alive &= torch.isfinite(per_member.detach())
+        if (step % check_every == 0 or step == steps) and check(step):
+            last = step
+            break
         if step == steps:
             break
         total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
         grads = torch.autograd.grad(total, params)
         optimizer.step(grads)
+    losses = losses.cpu()
+    bad = ~torch.isfinite(losses[: last + 1])
+    diverged_at = torch.where(bad.any(0), bad.to(torch.int8).argmax(0), torch.full((members,), -1)).to(torch.long)
     return History(
         loss=losses,
         recorded={k: torch.stack(v) for k, v in traces.items()},
