@@ -52,7 +52,7 @@ def test_divergence_mask_keeps_the_others():
 
 def test_bad_arguments():
     net, x, y = problem(1)
-    with pytest.raises(ValueError, match="learning rates"):
+    with pytest.raises(ValueError, match="lr must be finite and non-negative"):
         train_full_batch(net, x, y, lr=-1.0, steps=1)
     with pytest.raises(ValueError, match="steps"):
         train_full_batch(net, x, y, lr=0.1, steps=-1)

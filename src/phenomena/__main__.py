@@ -153,6 +153,10 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     text = render(records, titles)
     out = Path(args.out) if args.out else root / "book" / "_generated" / "scoreboard-table.md"
     changed = write_if_changed(out, text)
+    from . import benchmarks
+
+    bench_out = out.parent / "benchmarks-table.md"
+    write_if_changed(bench_out, benchmarks.render(benchmarks.load(root / "benchmarks" / "results")))
     if not args.quiet:
         print(text)
     print(f"scoreboard: {len(records)} result file(s) -> {out}" + ("" if changed else " (unchanged)"))

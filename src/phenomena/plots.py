@@ -13,6 +13,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 PALETTE = "colorblind"
 
@@ -79,6 +80,15 @@ def check_labelled(fig: Figure) -> None:
     for ax in fig.axes:
         if ax.has_data() and (not ax.get_xlabel() or not ax.get_ylabel()):
             raise ValueError(f"axes {ax.get_title()!r} lacks an axis label")
+
+
+def plain_log_formatter() -> FuncFormatter:
+    """Tick labels on a log axis as plain numbers (``20``, ``0.01``) instead of ``2×10¹``."""
+    return FuncFormatter(lambda v, _pos: f"{v:g}")
+
+
+__all__ = ["set_theme", "subplots", "label", "colors", "band", "check_labelled", "plain_log_formatter",
+           "NullFormatter", "finite"]
 
 
 def finite(values: Iterable[float]) -> np.ndarray:

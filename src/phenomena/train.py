@@ -8,11 +8,12 @@ backward pass (members share no parameters, so each member's gradient is its own
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
+
+from .ensemble import History as _History
 
 
 class DivergenceError(FloatingPointError):
@@ -36,19 +37,7 @@ def assert_finite(loss: Tensor | float, step: int, *, lr: float | None = None, w
     )
 
 
-@dataclass
-class History:
-    """What a training run recorded. ``loss`` is ``(steps + 1, E)``: the loss before each step and after the last."""
-
-    loss: Tensor
-    recorded: dict[str, Tensor] = field(default_factory=dict)
-    record_steps: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-    diverged_at: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
-
-    @property
-    def diverged(self) -> Tensor:
-        """``(E,)`` bool: which members produced a non-finite loss (and were frozen)."""
-        return self.diverged_at >= 0
+History = _History  # one record type for every training loop (see phenomena.ensemble)
 
 
 def half_mse(pred: Tensor, target: Tensor) -> Tensor:
@@ -74,65 +63,23 @@ def train_full_batch(
 ) -> History:
     """Plain gradient descent, ``θ ← θ − lr·∇L``, on every member of an ensemble at once.
 
-    ``lr`` is a float or an ``(E,)`` tensor of per-member rates. ``record`` maps names to
+    ``lr`` is a float or a ``(members,)`` tensor of per-member rates. ``record`` maps names to
     functions of the model, evaluated (without gradients) every ``record_every`` steps and after
     the last; their values are stacked along a new first axis. With ``on_divergence="raise"``
     a non-finite loss raises :class:`DivergenceError` naming the step; with ``"mask"`` the
     member is frozen from that step on and reported in ``History.diverged_at`` (a learning-rate
-    search expects its largest rates to diverge).
+    search expects its largest rates to diverge). A thin wrapper over :func:`phenomena.ensemble.fit`.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    if on_divergence not in ("raise", "mask"):
-        raise ValueError(f"on_divergence must be 'raise' or 'mask', got {on_divergence!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    e = params[0].shape[0]
-    lrs = torch.as_tensor(lr, dtype=params[0].dtype, device=params[0].device).expand(e).clone()
-    if not bool(torch.isfinite(lrs).all()) or bool((lrs < 0).any()):
-        raise ValueError(f"learning rates must be finite and non-negative, got {lr}")
-    record = record or {}
-    losses = torch.empty(steps + 1, e, dtype=params[0].dtype)
-    traces: dict[str, list[Tensor]] = {k: [] for k in record}
-    rec_steps: list[int] = []
-    diverged_at = torch.full((e,), -1, dtype=torch.long)
-    alive = torch.ones(e, dtype=torch.bool, device=params[0].device)
+    from .ensemble import SGD, fit
 
-    def snapshot(step: int) -> None:
-        with torch.no_grad():
-            for k, fn in record.items():
-                traces[k].append(fn(model).detach().cpu())
-        rec_steps.append(step)
-
-    for step in range(steps + 1):
-        if step % record_every == 0 or step == steps:
-            snapshot(step)
-        per_member = loss_fn(model(x), y)
-        finite = torch.isfinite(per_member)
-        losses[step] = per_member.detach().cpu()
-        if not bool(finite.all()):
-            if on_divergence == "raise":
-                assert_finite(per_member.detach(), step, lr=float(lrs[~finite][0]))
-            newly = (~finite) & alive
-            diverged_at[newly.cpu()] = step
-            alive &= finite
-            if not bool(alive.any()):
-                break
-        if step == steps:
-            break
-        total = torch.where(alive, per_member, torch.zeros_like(per_member)).sum()
-        grads = torch.autograd.grad(total, params)
-        with torch.no_grad():
-            step_lr = torch.where(alive, lrs, torch.zeros_like(lrs))
-            for p, g in zip(params, grads):
-                p.sub_(step_lr.view(-1, *([1] * (p.dim() - 1))) * torch.nan_to_num(g))
-    recorded = {k: torch.stack(v) for k, v in traces.items()}
-    return History(
-        loss=losses,
-        recorded=recorded,
-        record_steps=torch.tensor(rec_steps, dtype=torch.long),
-        diverged_at=diverged_at,
+    optimizer = SGD(model.parameters(), lr)
+    return fit(
+        optimizer,
+        lambda: loss_fn(model(x), y),
+        steps,
+        record={k: (lambda fn=fn: fn(model)) for k, fn in (record or {}).items()},
+        record_every=record_every,
+        on_divergence=on_divergence,
     )
 
 

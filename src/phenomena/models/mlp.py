@@ -129,16 +129,28 @@ class MLP(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Activations of the last hidden layer, ``(ensemble, batch, width)``."""
-        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.ensemble, -1, -1)
+        h = x
         for layer in range(self.config.depth - 1):
             h = self.act(self._linear(h, layer))
+        if h.dim() == 2:  # a depth-1 network: no hidden layer, the input is shared by every member
+            h = h.unsqueeze(0).expand(self.config.ensemble, -1, -1)
         return h
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.config.output_scale * self._linear(self.features(x), self.config.depth - 1)
+        out = self._linear(self.features(x), self.config.depth - 1)
+        return out if self.config.output_scale == 1.0 else self.config.output_scale * out
 
     def _linear(self, h: Tensor, layer: int) -> Tensor:
-        out = self.multipliers[layer] * (h @ self.weights[layer].transpose(-1, -2))
-        if self.config.bias:
-            out = out + self.biases[layer].unsqueeze(-2)
-        return out
+        """``m·hWᵀ + b`` for every member: one GEMM when the input is shared, else one batched GEMM."""
+        w, m = self.weights[layer], self.multipliers[layer]
+        bias = self.biases[layer] if self.config.bias else None
+        if h.dim() == 2:  # shared input (batch, in): all members' weights side by side in one matmul
+            e, out_dim, in_dim = w.shape
+            y = (h @ w.reshape(e * out_dim, in_dim).T).reshape(h.shape[0], e, out_dim).transpose(0, 1)
+            if m != 1.0:
+                y = m * y
+            return y if bias is None else y + bias.unsqueeze(-2)
+        if bias is None:
+            y = torch.bmm(h, w.transpose(-1, -2))
+            return y if m == 1.0 else m * y
+        return torch.baddbmm(bias.unsqueeze(-2), h, w.transpose(-1, -2), alpha=m)

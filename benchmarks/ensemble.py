@@ -1,0 +1,161 @@
+"""Ensemble engine vs a per-model loop: model-steps per second, and GFLOP/s against the machine's sgemm.
+
+Small case (the issue's): 64 MLPs 16→32→32→1 (ReLU, biases) on 128 samples, full-batch SGD,
+100 steps, trained (a) one model at a time with ``torch.optim.SGD`` and (b) all at once by
+``phenomena.ensemble`` (a natively batched ``MLP``). Wide case: the same at width 256, reported
+as achieved GFLOP/s (6 FLOPs per weight per sample per step: forward, and backward to inputs and
+weights) and as a fraction of this machine's measured sgemm rate.
+
+    python benchmarks/ensemble.py            # full run
+    python benchmarks/ensemble.py --quick    # a few seconds
+    python benchmarks/ensemble.py --device cuda
+
+The last line printed is one JSON object; it is also appended to ``benchmarks/results/ensemble.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from phenomena import ensemble
+from phenomena.models import MLP, MLPConfig
+from phenomena.run import device_label, git_revision, pick_device
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ensemble.jsonl"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` calls (seconds), after one untimed warm-up call."""
+    fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def data(device: torch.device, samples: int = 128, d: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(samples, d, generator=g).to(device), torch.randn(samples, 1, generator=g).to(device)
+
+
+def loop_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01) -> float:
+    """Model-steps per second training ``members`` plain nn.Sequential MLPs one after another."""
+    x, y = data(device)
+    models = [
+        nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)).to(
+            device
+        )
+        for _ in range(members)
+    ]
+
+    def train_all() -> None:
+        for model in models:
+            opt = torch.optim.SGD(model.parameters(), lr=lr)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = (model(x) - y).pow(2).mean()
+                loss.backward()
+                opt.step()
+
+    return members * steps / timed(train_all, device)
+
+
+def engine_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01) -> float:
+    """Model-steps per second training all members as one batched MLP with the ensemble engine."""
+    x, y = data(device)
+    net = MLP(MLPConfig([16, width, width, 1], bias=True, ensemble=members), generator=torch.Generator().manual_seed(0))
+    net = net.to(device)
+    lrs = torch.full((members,), lr, device=device)
+
+    def train_all() -> None:
+        opt = ensemble.SGD(net.parameters(), lrs)
+        ensemble.fit(
+            opt,
+            lambda: (net(x) - y).pow(2).mean(dim=(1, 2)),
+            steps,
+            check_every=steps if device.type == "cuda" else 1,
+        )
+
+    return members * steps / timed(train_all, device, repeats=3)
+
+
+def sgemm_gflops(device: torch.device, n: int = 2048) -> float:
+    """This machine's float32 matmul rate (GFLOP/s) on one large square product."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    reps = 10 if device.type == "cuda" else 3
+
+    def run() -> None:
+        for _ in range(reps):
+            torch.mm(a, b)
+
+    return 2 * n**3 * reps / timed(run, device, repeats=3) / 1e9
+
+
+def flops_per_model_step(width: int, samples: int = 128, d: int = 16) -> float:
+    weights = d * width + width * width + width
+    return 6.0 * samples * weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and models: a few seconds")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    members, steps = (64, 20) if args.quick else (64, 100)
+    wide_steps = 5 if args.quick else 20
+
+    loop = loop_rate(members if not args.quick else 16, 32, steps, device)
+    engine = engine_rate(members, 32, steps, device)
+    wide = engine_rate(members, 256, wide_steps, device)
+    wide_gflops = wide * flops_per_model_step(256) / 1e9
+    peak = sgemm_gflops(device)
+    record = {
+        "benchmark": "ensemble",
+        "case": "64 MLPs 16-32-32-1, 128 samples, full-batch SGD",
+        "quick": args.quick,
+        "steps": steps,
+        "loop_steps_per_s": round(loop, 1),
+        "ensemble_steps_per_s": round(engine, 1),
+        "speedup": round(engine / loop, 1),
+        "wide_width": 256,
+        "wide_steps_per_s": round(wide, 1),
+        "wide_gflops": round(wide_gflops, 2),
+        "sgemm_gflops": round(peak, 2),
+        "wide_fraction_of_sgemm": round(wide_gflops / peak, 3),
+        "device": device_label(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "git": git_revision(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if not args.no_save:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    print(f"loop: {loop:,.0f} model-steps/s | engine: {engine:,.0f} model-steps/s | speedup {engine / loop:.1f}x")
+    print(f"width 256: {wide_gflops:.1f} GFLOP/s = {wide_gflops / peak:.0%} of sgemm ({peak:.1f} GFLOP/s)")
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""Many small models trained as one: stacked parameters, per-member hyper-parameters, one step for all.
+
+Learning-dynamics experiments train dozens of tiny models (seeds, learning rates, widths). One
+by one, Python overhead dominates; stacked along a leading *ensemble axis* they run as a few
+batched matmuls. Two ways to get the axis:
+
+* natively batched models (:class:`phenomena.models.MLP`, :class:`phenomena.models.DeepLinearNetwork`)
+  hold ``(members, ...)`` parameters and compute all members with batched matmuls;
+* :class:`VmapEnsemble` stacks the parameters of any list of identical ``nn.Module`` instances
+  (``torch.func.stack_module_state``) and runs them with ``vmap``.
+
+The optimizers here (:class:`SGD`, :class:`Adam`, with ``decoupled=True`` for AdamW) take
+per-member hyper-parameters as ``(members,)`` tensors and reproduce ``torch.optim.SGD`` /
+``Adam`` / ``AdamW`` member by member, so that a member's trajectory is that of the model
+trained alone (tests pin this to float tolerance on CPU). A member whose loss turns non-finite
+is frozen and reported (:func:`fit` with ``on_divergence="mask"``), never allowed to poison the
+others: members share no parameters, and frozen members take no step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state
+
+
+# ----------------------------------------------------------------------------- models
+class VmapEnsemble(nn.Module):
+    """``E`` copies of one architecture, parameters stacked on axis 0 and evaluated with ``vmap``.
+
+    ``forward(x)`` takes a batch shared by all members ``(batch, ...)``, or one batch per member
+    ``(members, batch, ...)`` with ``per_member_input=True``, and returns ``(members, batch, ...)``.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        kinds = {type(m) for m in members}
+        if len(kinds) != 1:
+            raise ValueError(f"members must share one architecture, got {sorted(k.__name__ for k in kinds)}")
+        params, buffers = stack_module_state(list(members))
+        self.members = len(members)
+        self._names = list(params)
+        self.stacked = nn.ParameterList(nn.Parameter(params[n].detach().clone()) for n in self._names)
+        self._buffer_names = list(buffers)
+        for i, n in enumerate(self._buffer_names):
+            self.register_buffer(f"_buffer{i}", buffers[n].clone())
+        base = copy.deepcopy(members[0]).to("meta")
+        object.__setattr__(self, "_base", base)  # not a submodule: its (meta) parameters are not ours
+
+    def _state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        params = dict(zip(self._names, self.stacked))
+        buffers = {n: getattr(self, f"_buffer{i}") for i, n in enumerate(self._buffer_names)}
+        return params, buffers
+
+    def forward(self, x: Tensor, *, per_member_input: bool = False) -> Tensor:
+        params, buffers = self._state()
+
+        def one(p: dict[str, Tensor], b: dict[str, Tensor], inp: Tensor) -> Tensor:
+            return functional_call(self._base, (p, b), (inp,))
+
+        return torch.vmap(one, in_dims=(0, 0, 0 if per_member_input else None))(params, buffers, x)
+
+    def member(self, index: int, template: nn.Module) -> nn.Module:
+        """A standalone copy of member ``index``, built on ``template`` (same architecture)."""
+        out = copy.deepcopy(template)
+        params, buffers = self._state()
+        with torch.no_grad():
+            for name, value in params.items():
+                out.get_parameter(name).copy_(value[index])
+            for name, value in buffers.items():
+                out.get_buffer(name).copy_(value[index])
+        return out
+
+
+def from_seeds(factory: Callable[[torch.Generator], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
+    """One model per seed, each built alone by ``factory(generator)``: the ensemble's member ``e`` is
+    bit-for-bit the model a single run with ``seeds[e]`` would build."""
+    return [factory(torch.Generator().manual_seed(int(s))) for s in seeds]
+
+
+def scale_members(model: nn.Module, init_scale: Tensor | Sequence[float]) -> nn.Module:
+    """Multiply every stacked parameter of member ``e`` by ``init_scale[e]`` (per-member init scale)."""
+    scale = torch.as_tensor(init_scale)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.shape[0] != scale.numel():
+                raise ValueError(f"parameter of shape {tuple(p.shape)} has no ensemble axis of size {scale.numel()}")
+            p.mul_(scale.to(p).view(-1, *([1] * (p.dim() - 1))))
+    return model
+
+
+# ----------------------------------------------------------------------------- optimizers
+def _per_member(value: float | Tensor | Sequence[float], members: int, like: Tensor, name: str) -> Tensor:
+    t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if t.dim() == 0:
+        t = t.expand(members)
+    if t.shape != (members,):
+        raise ValueError(f"{name} must be a number or one value per member ({members}), got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative, got {value}")
+    return t.clone()
+
+
+def _view(v: Tensor, p: Tensor) -> Tensor:
+    return v.view(-1, *([1] * (p.dim() - 1)))
+
+
+class EnsembleOptimizer:
+    """Base: parameters with a leading ensemble axis, an ``alive`` mask, per-member hyper-parameters."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float | Tensor | Sequence[float]) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("no trainable parameters given")
+        self.members = self.params[0].shape[0]
+        for p in self.params:
+            if p.dim() == 0 or p.shape[0] != self.members:
+                raise ValueError(
+                    f"every parameter needs the leading ensemble axis of size {self.members}; got shape {tuple(p.shape)}"
+                )
+        self.lr = _per_member(lr, self.members, self.params[0], "lr")
+        self.alive = torch.ones(self.members, dtype=torch.bool, device=self.params[0].device)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        """Apply one update to every alive member, given the gradients of the summed member losses."""
+        raise NotImplementedError
+
+
+class SGD(EnsembleOptimizer):
+    """``torch.optim.SGD`` per member: ``lr``, ``momentum``, ``weight_decay`` (L2, added to the gradient),
+    ``dampening`` and ``nesterov`` as in PyTorch; ``lr``/``momentum``/``weight_decay`` may differ per member."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float | Tensor | Sequence[float],
+        *,
+        momentum: float | Tensor | Sequence[float] = 0.0,
+        weight_decay: float | Tensor | Sequence[float] = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        like = self.params[0]
+        self.momentum = _per_member(momentum, self.members, like, "momentum")
+        self.weight_decay = _per_member(weight_decay, self.members, like, "weight_decay")
+        self.dampening, self.nesterov = float(dampening), bool(nesterov)
+        self.use_momentum = bool((self.momentum > 0).any())
+        self.buffers: list[Tensor | None] = [None] * len(self.params)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            d = torch.nan_to_num(g)
+            if bool((self.weight_decay > 0).any()):
+                d = d + _view(self.weight_decay, p) * p
+            if self.use_momentum:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = d.clone()
+                else:
+                    buf.mul_(_view(self.momentum, p)).add_(d, alpha=1 - self.dampening)
+                self.buffers[i] = buf
+                d = d + _view(self.momentum, p) * buf if self.nesterov else buf
+            p.sub_(_view(lr, p) * d)
+        self.steps += 1
+
+
+class Adam(EnsembleOptimizer):
+    """``torch.optim.Adam`` per member, or ``AdamW`` with ``decoupled=True`` (weight decay applied to the
+    weights, ``p ← p(1 − lr·wd)``, instead of added to the gradient). Bias-corrected as in PyTorch."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float | Tensor | Sequence[float],
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float | Tensor | Sequence[float] = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.eps = float(eps)
+        self.weight_decay = _per_member(weight_decay, self.members, self.params[0], "weight_decay")
+        self.decoupled = bool(decoupled)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        # a member frozen by divergence keeps its own step count, so its bias correction stays its own
+        self.member_steps = torch.zeros(self.members, dtype=self.params[0].dtype, device=self.params[0].device)
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        alive = self.alive
+        self.member_steps += alive.to(self.member_steps.dtype)
+        t = self.member_steps.clamp(min=1)
+        bias1 = 1 - self.beta1**t
+        bias2 = 1 - self.beta2**t
+        lr = torch.where(alive, self.lr, torch.zeros_like(self.lr))
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            g = torch.nan_to_num(g)
+            keep = _view(alive, p)
+            if self.decoupled:
+                p.mul_(1 - _view(lr * self.weight_decay, p))
+            elif bool((self.weight_decay > 0).any()):
+                g = g + _view(self.weight_decay, p) * p
+            m.copy_(torch.where(keep, m * self.beta1 + (1 - self.beta1) * g, m))
+            v.copy_(torch.where(keep, v * self.beta2 + (1 - self.beta2) * g * g, v))
+            denom = v.sqrt() / _view(bias2.sqrt(), p) + self.eps
+            p.sub_(_view(lr / bias1, p) * m / denom)
+        self.steps += 1
+
+
+def AdamW(params: Iterable[Tensor], lr: float | Tensor | Sequence[float], **kwargs) -> Adam:  # noqa: N802
+    """``torch.optim.AdamW`` per member (PyTorch's default ``weight_decay=0.01``)."""
+    kwargs.setdefault("weight_decay", 0.01)
+    return Adam(params, lr, decoupled=True, **kwargs)
+
+
+# ----------------------------------------------------------------------------- training loop
+@dataclass
+class History:
+    """What :func:`fit` recorded. ``loss`` is ``(steps + 1, members)``: the loss before each step and after the last."""
+
+    loss: Tensor
+    recorded: dict[str, Tensor] = field(default_factory=dict)
+    record_steps: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    diverged_at: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    @property
+    def diverged(self) -> Tensor:
+        """``(members,)`` bool: which members produced a non-finite loss (and were frozen from then on)."""
+        return self.diverged_at >= 0
+
+
+def fit(
+    optimizer: EnsembleOptimizer,
+    loss: Callable[[], Tensor],
+    steps: int,
+    *,
+    record: dict[str, Callable[[], Tensor]] | None = None,
+    record_every: int = 1,
+    on_divergence: Literal["raise", "mask"] = "raise",
+    check_every: int = 1,
+) -> History:
+    """Run ``steps`` optimizer steps on all members at once.
+
+    ``loss()`` returns the per-member losses ``(members,)`` for the current parameters (its own
+    minibatch logic, if any, lives in the closure). ``record`` maps names to zero-argument
+    functions evaluated without gradients every ``record_every`` steps and after the last.
+
+    Divergence: a member whose loss is non-finite is frozen at once (on the device, without a
+    host sync) and reported in ``History.diverged_at``. With ``on_divergence="raise"`` the run
+    stops with :class:`phenomena.train.DivergenceError` naming the step, member and value; the
+    check syncs with the device every ``check_every`` steps (raise it on a GPU to avoid a sync per
+    step; the reported step is exact either way).
+    """
+    from .train import assert_finite
+
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if record_every < 1 or check_every < 1:
+        raise ValueError(f"record_every and check_every must be >= 1, got {record_every}, {check_every}")
+    if on_divergence not in ("raise", "mask"):
+        raise ValueError(f"on_divergence must be 'raise' or 'mask', got {on_divergence!r}")
+    record = record or {}
+    params, members = optimizer.params, optimizer.members
+    device, dtype = params[0].device, params[0].dtype
+    losses = torch.full((steps + 1, members), math.nan, dtype=dtype, device=device)
+    traces: dict[str, list[Tensor]] = {k: [] for k in record}
+    rec_steps: list[int] = []
+    last = steps
+
+    def check(upto: int) -> bool:
+        """Raise (mode 'raise') or report whether every member is dead, looking at steps <= upto."""
+        seen = losses[: upto + 1]
+        if on_divergence == "raise" and not bool(torch.isfinite(seen).all()):
+            bad_step = int((~torch.isfinite(seen)).any(1).nonzero()[0])
+            member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
+            assert_finite(seen[bad_step].cpu(), bad_step, lr=float(optimizer.lr[member]))
+        return not bool(optimizer.alive.any())
+
+    for step in range(steps + 1):
+        if step % record_every == 0 or step == steps:
+            with torch.no_grad():
+                for k, fn in record.items():
+                    traces[k].append(fn().detach().cpu())
+            rec_steps.append(step)
+        per_member = loss()
+        if per_member.shape != (members,):
+            raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
+        losses[step] = per_member.detach()
+        optimizer.alive &= torch.isfinite(per_member.detach())
+        if (step % check_every == 0 or step == steps) and check(step):
+            last = step
+            break
+        if step == steps:
+            break
+        total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
+        grads = torch.autograd.grad(total, params)
+        optimizer.step(grads)
+    losses = losses.cpu()
+    bad = ~torch.isfinite(losses[: last + 1])
+    diverged_at = torch.where(bad.any(0), bad.to(torch.int8).argmax(0), torch.full((members,), -1)).to(torch.long)
+    return History(
+        loss=losses,
+        recorded={k: torch.stack(v) for k, v in traces.items()},
+        record_steps=torch.tensor(rec_steps, dtype=torch.long),
+        diverged_at=diverged_at,
+    )
+
+
+def compiled(fn: Callable, *, enabled: bool = True, **kwargs) -> Callable:
+    """``torch.compile(fn)`` where the compiler works here, else ``fn`` itself (with the reason kept).
+
+    Compilation is tried on first call; any failure (no C++ compiler, unsupported op, an old
+    platform) falls back to eager execution, so nothing in the book requires the compiler.
+    """
+    if not enabled:
+        return fn
+    state: dict[str, Callable | str | None] = {"impl": None, "why": None}
+
+    def wrapper(*args, **kw):
+        impl = state["impl"]
+        if impl is None:
+            try:
+                candidate = torch.compile(fn, **kwargs)
+                out = candidate(*args, **kw)
+                state["impl"] = candidate
+                return out
+            except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+                state["impl"], state["why"] = fn, f"{type(err).__name__}: {err}"
+                return fn(*args, **kw)
+        return impl(*args, **kw)  # type: ignore[operator]
+
+    wrapper.fallback_reason = lambda: state["why"]  # type: ignore[attr-defined]
+    return wrapper

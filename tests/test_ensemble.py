@@ -1,0 +1,130 @@
+"""The ensemble engine: every member trains exactly as it would alone (CPU, float64 tolerance)."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from phenomena import ensemble
+from phenomena.models import MLP, MLPConfig
+from phenomena.train import DivergenceError
+
+DT = torch.float64
+
+
+def data(n=32, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=DT), torch.randn(n, 1, generator=g, dtype=DT)
+
+
+def small(gen: torch.Generator) -> nn.Module:
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1)).to(DT)
+
+
+def mse(pred, y):
+    return (pred - y).pow(2).mean(dim=tuple(range(1, pred.dim())))
+
+
+def reference(model, make_opt, x, y, steps):
+    opt = make_opt(model.parameters())
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    return losses, model
+
+
+CASES = [
+    ("sgd", lambda p, lr: ensemble.SGD(p, lr), lambda p, lr: torch.optim.SGD(p, lr=lr)),
+    ("momentum+wd", lambda p, lr: ensemble.SGD(p, lr, momentum=0.9, weight_decay=1e-2),
+     lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=1e-2)),
+    ("nesterov", lambda p, lr: ensemble.SGD(p, lr, momentum=0.8, nesterov=True),
+     lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.8, nesterov=True)),
+    ("adam", lambda p, lr: ensemble.Adam(p, lr, weight_decay=1e-3),
+     lambda p, lr: torch.optim.Adam(p, lr=lr, weight_decay=1e-3)),
+    ("adamw", lambda p, lr: ensemble.AdamW(p, lr, weight_decay=0.1),
+     lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("name, ours, theirs", CASES, ids=[c[0] for c in CASES])
+def test_vmap_member_matches_torch_optim_alone(name, ours, theirs):
+    x, y = data()
+    members = ensemble.from_seeds(small, [0, 1, 2])
+    lrs = torch.tensor([0.01, 0.03, 0.05], dtype=DT)
+    ens = ensemble.VmapEnsemble(copy.deepcopy(members))
+    opt = ours(ens.parameters(), lrs)
+    hist = ensemble.fit(opt, lambda: mse(ens(x), y), steps=25)
+    for e in range(3):
+        ref_losses, ref_model = reference(copy.deepcopy(members[e]), lambda p, lr=lrs[e].item(): theirs(p, lr), x, y, 25)
+        assert torch.allclose(hist.loss[:25, e], torch.tensor(ref_losses, dtype=DT), rtol=1e-10, atol=1e-12)
+        trained = ens.member(e, members[e])
+        for a, b in zip(trained.parameters(), ref_model.parameters()):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_native_mlp_member_matches_torch_optim_adam():
+    x, y = data()
+    cfg = MLPConfig([5, 16, 1], activation="tanh", ensemble=2, dtype=DT)
+    net = MLP(cfg, generator=torch.Generator().manual_seed(3))
+    w0 = [w[1].detach().clone() for w in net.weights]
+    opt = ensemble.Adam(net.parameters(), torch.tensor([1e-3, 1e-2], dtype=DT))
+    ensemble.fit(opt, lambda: mse(net(x), y), steps=20)
+    # the same member as a plain module trained by torch.optim.Adam
+    params = [nn.Parameter(w.clone()) for w in w0]
+    ref = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(20):
+        ref.zero_grad()
+        h = torch.tanh(x @ params[0].T)
+        ((h @ params[1].T - y).pow(2).mean()).backward()
+        ref.step()
+    assert torch.allclose(net.weights[0][1], params[0], rtol=1e-9, atol=1e-12)
+
+
+def test_divergent_member_is_masked_and_reported_not_poisoning_others():
+    x, y = data()
+    members = ensemble.from_seeds(small, [0, 1])
+    ens = ensemble.VmapEnsemble(copy.deepcopy(members))
+    opt = ensemble.Adam(ens.parameters(), torch.tensor([1e-2, 1e6], dtype=DT))
+    blow_up = torch.tensor([1.0, float("inf")], dtype=DT)  # member 1's loss is infinite from step 0
+    hist = ensemble.fit(opt, lambda: mse(ens(x), y) * blow_up, steps=10, on_divergence="mask")
+    assert hist.diverged.tolist() == [False, True] and hist.diverged_at.tolist() == [-1, 0]
+    ref_losses, _ = reference(copy.deepcopy(members[0]), lambda p: torch.optim.Adam(p, lr=1e-2), x, y, 10)
+    assert torch.allclose(hist.loss[:10, 0], torch.tensor(ref_losses, dtype=DT), rtol=1e-10)
+    ens2 = ensemble.VmapEnsemble(copy.deepcopy(members))
+    with pytest.raises(DivergenceError, match=r"became inf at step 0 \(member 1\)"):
+        ensemble.fit(ensemble.SGD(ens2.parameters(), 0.1), lambda: mse(ens2(x), y) * blow_up, steps=3)
+
+
+def test_per_member_hyperparameters_validate():
+    net = MLP(MLPConfig([3, 4, 1], ensemble=3))
+    with pytest.raises(ValueError, match="one value per member"):
+        ensemble.SGD(net.parameters(), [0.1, 0.2])
+    with pytest.raises(ValueError, match="non-negative"):
+        ensemble.Adam(net.parameters(), 0.1, weight_decay=[-1.0, 0, 0])
+    with pytest.raises(ValueError, match="ensemble axis"):
+        ensemble.SGD([nn.Parameter(torch.zeros(3, 2)), nn.Parameter(torch.zeros(2))], 0.1)
+
+
+def test_scale_members_and_from_seeds():
+    net = MLP(MLPConfig([3, 4, 1], ensemble=2), generator=torch.Generator().manual_seed(0))
+    before = net.weights[0].detach().clone()
+    ensemble.scale_members(net, [1.0, 3.0])
+    assert torch.allclose(net.weights[0][1], 3 * before[1]) and torch.allclose(net.weights[0][0], before[0])
+    a, b = ensemble.from_seeds(small, [5, 5])
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_compiled_falls_back_when_compilation_fails():
+    def fn(x):
+        return x + 1
+
+    broken = ensemble.compiled(fn, backend="no-such-backend")
+    assert broken(torch.tensor(1.0)).item() == 2.0
+    assert broken.fallback_reason() is not None
+    assert ensemble.compiled(fn, enabled=False) is fn
