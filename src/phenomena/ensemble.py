@@ -284,13 +284,17 @@ def fit(
     rec_steps: list[int] = []
     last = steps
 
+    checked = 0  # rows of `losses` before this one were already checked
+
     def check(upto: int) -> bool:
-        """Raise (mode 'raise') or report whether every member is dead, looking at steps <= upto."""
-        seen = losses[: upto + 1]
+        """Raise (mode 'raise') on a non-finite loss in rows not yet checked; report whether every member is dead."""
+        nonlocal checked
+        seen = losses[checked : upto + 1]
         if on_divergence == "raise" and not bool(torch.isfinite(seen).all()):
             bad_step = int((~torch.isfinite(seen)).any(1).nonzero()[0])
             member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
-            assert_finite(seen[bad_step].cpu(), bad_step, lr=float(optimizer.lr[member]))
+            assert_finite(seen[bad_step].cpu(), checked + bad_step, lr=float(optimizer.lr[member]))
+        checked = upto + 1
         return not bool(optimizer.alive.any())
 
     for step in range(steps + 1):
