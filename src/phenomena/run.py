@@ -13,6 +13,8 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -108,6 +110,23 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
     return dev
+
+
+@contextmanager
+def single_thread(device: torch.device | str | None = None) -> Iterator[None]:
+    """Run torch on one CPU thread inside the block, then restore the previous setting.
+
+    The book's models are tiny (a few hundred thousand numbers per op): splitting each op across
+    threads buys nothing, and on a busy machine the threads' spin-waits cost ten times the work.
+    Experiments wrap their training loops in it. Does nothing when ``device`` is not the CPU.
+    """
+    before = torch.get_num_threads()
+    if device is None or torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,65 @@
+"""Batch perceptron: the paper's worked examples, its closed-form count, and the large-step limit of GD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from phenomena.data import separable_gaussian, tyurin_worst_case
+from phenomena.theory import batch_perceptron, steps_to_separate, worst_case_steps
+
+
+def test_first_step_is_the_half_step():
+    a = np.array([[1.0, -1.0], [-1.0, -4.0]])
+    y = np.array([1.0, -1.0])
+    it = batch_perceptron(a, y, 2)
+    # Tyurin's Theorem 4.1 example: θ̂₁ = (2/4, 3/4), θ̂₂ = (1, 1/4), which separates the data
+    assert it[0].tolist() == [0.0, 0.0]
+    assert it[1] == pytest.approx([0.5, 0.75])
+    assert it[2] == pytest.approx([1.0, 0.25])
+    assert steps_to_separate(it, a, y) == 2
+
+
+def test_iterates_stop_once_separated():
+    a = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    y = np.array([1.0, -1.0])
+    it = batch_perceptron(a, y, 5)
+    assert steps_to_separate(it, a, y) == 1
+    assert np.all(it[1:] == it[1])
+
+
+@pytest.mark.parametrize("n", [10, 11, 25, 99, 101, 250, 1001])
+def test_worst_case_count_matches_the_algorithm(n):
+    x, y = tyurin_worst_case(n)
+    it = batch_perceptron(x.numpy(), y.numpy(), n)
+    assert steps_to_separate(it, x.numpy(), y.numpy()) == worst_case_steps(n)
+
+
+def test_worst_case_count_is_linear_in_n():
+    assert worst_case_steps(1001) == (3 * 1001 - 8) // 10 + 2 == 301
+
+
+def test_worst_case_refuses_degenerate_sizes():
+    with pytest.raises(ValueError, match="mod 10"):
+        worst_case_steps(16)
+    with pytest.raises(ValueError, match="n >= 10"):
+        worst_case_steps(5)
+
+
+def test_large_step_gd_over_gamma_approaches_the_perceptron():
+    from phenomena.experiments.large_step import logistic_gd
+
+    x, y = separable_gaussian(40, 3, margin=0.2, generator=torch.Generator().manual_seed(0))
+    sweep = logistic_gd(x, y, [1.0, 1e3, 1e5], 15)  # this set's smallest perceptron margin is 3.7e-4
+    d = sweep.distance()
+    assert d[2] < d[1] < d[0]
+    assert d[2] < 1e-10
+
+
+def test_not_separated_returns_minus_one_and_bad_labels_raise():
+    a = np.array([[1.0], [1.0]])
+    y = np.array([1.0, -1.0])
+    assert steps_to_separate(batch_perceptron(a, y, 3), a, y) == -1
+    with pytest.raises(ValueError, match="labels"):
+        batch_perceptron(a, np.array([1.0, 0.0]), 3)
