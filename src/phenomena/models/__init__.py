@@ -1,14 +1,14 @@
 """Models shared by the chapters: one readable model per file, configured by a dataclass."""
 
+from __future__ import annotations
+
 from .deep_linear import INITS, DeepLinearConfig, DeepLinearNetwork, random_orthogonal
+from .linear_attention import LSA_INITS, LinearAttentionConfig, LinearSelfAttention
+from .mlp import ACTIVATIONS, MLP, PARAMETERIZATIONS, MLPConfig
+from .unconstrained import UFMConfig, UnconstrainedFeatures
 
-__all__ = ["DeepLinearConfig", "DeepLinearNetwork", "INITS", "random_orthogonal"]
-from .mlp import ACTIVATIONS, MLP, PARAMETERIZATIONS, MLPConfig  # noqa: E402
-
-__all__ += ["MLP", "MLPConfig", "ACTIVATIONS", "PARAMETERIZATIONS"]
-from .linear_attention import LinearAttentionConfig, LinearSelfAttention  # noqa: E402
-__all__ += ["LinearAttentionConfig", "LinearSelfAttention"]
-from .unconstrained import UFMConfig, UnconstrainedFeatures  # noqa: E402
-__all__ += ["UFMConfig", "UnconstrainedFeatures"]
-from .linear_attention import LSA_INITS  # noqa: E402
-__all__ += ["LSA_INITS"]
+__all__ = [
+    "INITS", "DeepLinearConfig", "DeepLinearNetwork", "random_orthogonal", "ACTIVATIONS", "MLP",
+    "PARAMETERIZATIONS", "MLPConfig", "LinearAttentionConfig", "LinearSelfAttention", "LSA_INITS",
+    "UFMConfig", "UnconstrainedFeatures",
+]
