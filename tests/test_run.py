@@ -59,3 +59,16 @@ def test_finish_writes_results_and_raises_on_failure(results_tmp, capsys):
     assert {"python", "torch", "numpy", "phenomena"} <= set(data["versions"])
     assert [c["status"] for c in data["claims"]] == ["pass", "fail"]
     assert not list(results_tmp.rglob("*.tmp"))
+
+
+def test_single_thread_restores_the_thread_count():
+    import torch
+
+    from phenomena.run import single_thread
+
+    before = torch.get_num_threads()
+    with single_thread("cpu"):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with single_thread(torch.device("meta")):  # not the CPU: leaves the setting alone
+        assert torch.get_num_threads() == before

@@ -68,19 +68,22 @@ def train_full_batch(
     the last; their values are stacked along a new first axis. With ``on_divergence="raise"``
     a non-finite loss raises :class:`DivergenceError` naming the step; with ``"mask"`` the
     member is frozen from that step on and reported in ``History.diverged_at`` (a learning-rate
-    search expects its largest rates to diverge). A thin wrapper over :func:`phenomena.ensemble.fit`.
+    search expects its largest rates to diverge). A thin wrapper over :func:`phenomena.ensemble.fit`,
+    run on one CPU thread (:func:`phenomena.run.single_thread`).
     """
     from .ensemble import SGD, fit
+    from .run import single_thread
 
     optimizer = SGD(model.parameters(), lr)
-    return fit(
-        optimizer,
-        lambda: loss_fn(model(x), y),
-        steps,
-        record={k: (lambda fn=fn: fn(model)) for k, fn in (record or {}).items()},
-        record_every=record_every,
-        on_divergence=on_divergence,
-    )
+    with single_thread(x.device):  # the book's models are tiny: a second CPU thread only adds spin-waits
+        return fit(
+            optimizer,
+            lambda: loss_fn(model(x), y),
+            steps,
+            record={k: (lambda fn=fn: fn(model)) for k, fn in (record or {}).items()},
+            record_every=record_every,
+            on_divergence=on_divergence,
+        )
 
 
 def crossing_time(curve: Tensor, threshold: float | Tensor) -> Tensor:
