@@ -25,6 +25,7 @@ from torch import Tensor
 from ..ensemble import SGD, fit
 from ..metrics import ensemble_hessian_top_eigenvalue
 from ..models import MLP, MLPConfig
+from ..run import single_thread
 from ..train import half_mse
 
 DTYPE = torch.float64
@@ -158,16 +159,12 @@ def train_with_sharpness(
         per_point = 0.5 * (net(data.x)[..., 0] - data.y[:, 0]) ** 2
         return torch.stack([per_point[:, idx].mean(1) for idx in (data.positive, data.negative, data.rest)], 1)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: more math threads only add synchronisation
-    try:
+    with single_thread(data.x.device):  # tiny matrices: more math threads only add synchronisation
         return _train(net, params, rates, loss, sharpness, groups, steps, etas)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(net, params, rates, loss, sharpness, groups, steps, etas) -> EoSRun:
-    """The training loop of :func:`train_with_sharpness` (split off so the thread count is restored)."""
+    """The training loop of :func:`train_with_sharpness`, run on one CPU thread."""
     with torch.enable_grad():
         initial = ensemble_hessian_top_eigenvalue(loss, params, iters=200, tol=1e-3).values.detach().cpu().numpy()
     with warnings.catch_warnings():
