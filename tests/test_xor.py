@@ -98,6 +98,6 @@ def test_train_xor_small_run_records_everything_and_fits_after_one_step():
     assert (hist.flipped_count == 2).all()
     # p = 2000 ≫ n = 20: the first step memorises every label, flipped ones included
     assert hist.train_acc[hist.at(1)].min() == 1.0 and hist.flipped_acc[hist.at(1)].min() == 1.0
-    assert hist.feature_alignment(0).shape == (2,)
+    assert hist.feature_selectivity(0).shape == (2,)
     with pytest.raises(ValueError, match="not recorded"):
         hist.at(1000)

@@ -111,7 +111,7 @@ class XorHistory:
             raise ValueError(f"step {step} was not recorded; recorded steps: {self.steps.tolist()}")
         return int(rows[0])
 
-    def feature_alignment(self, row: int = -1) -> np.ndarray:
+    def feature_selectivity(self, row: int = -1) -> np.ndarray:
         """Per member, how much more the neurons carry their own class's feature than the other one:
         ``mean|⟨w_j, μ̂₁⟩|/mean|⟨w_j, μ̂₂⟩|`` over ``a_j > 0`` times the reverse over ``a_j < 0``,
         geometric mean of the two (``1`` when neither feature is preferred)."""
