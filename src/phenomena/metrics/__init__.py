@@ -15,3 +15,5 @@ __all__ = [
     "minibatch_hessian_top_eigenvalue", "active_neurons", "fourier_power", "neuron_fourier_power",
     "top_frequency_fraction", "probe_accuracy", "ridge_probe",
 ]
+from .attention import attention_entropy  # noqa: E402
+__all__ += ["attention_entropy"]

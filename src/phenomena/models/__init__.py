@@ -12,3 +12,5 @@ __all__ = [
     "PARAMETERIZATIONS", "MLPConfig", "LinearAttentionConfig", "LinearSelfAttention", "LSA_INITS",
     "UFMConfig", "UnconstrainedFeatures",
 ]
+from .gpt import GPT, NORMS, GPTConfig, Probes, lm_loss  # noqa: E402
+__all__ += ["GPT", "GPTConfig", "NORMS", "Probes", "lm_loss"]
