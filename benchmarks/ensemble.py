@@ -76,18 +76,28 @@ def loop_rate(members: int, width: int, steps: int, device: torch.device, lr: fl
     return members * steps / timed(train_all, device)
 
 
-def engine_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01) -> float:
-    """Model-steps per second training all members as one batched MLP with the ensemble engine."""
+def engine_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01,
+                compile: bool = False) -> float:
+    """Model-steps per second training all members as one batched MLP with the ensemble engine.
+
+    ``compile=True`` runs the loss (forward, and through AOTAutograd the backward) under
+    ``torch.compile`` via :func:`phenomena.ensemble.compiled`; the warm-up call pays the compile.
+    """
     x, y = data(device)
     net = MLP(MLPConfig([16, width, width, 1], bias=True, ensemble=members), generator=torch.Generator().manual_seed(0))
     net = net.to(device)
     lrs = torch.full((members,), lr, device=device)
 
+    def loss() -> torch.Tensor:
+        return (net(x) - y).pow(2).mean(dim=(1, 2))
+
+    objective = ensemble.compiled(loss) if compile else loss
+
     def train_all() -> None:
         opt = ensemble.SGD(net.parameters(), lrs)
         ensemble.fit(
             opt,
-            lambda: (net(x) - y).pow(2).mean(dim=(1, 2)),
+            objective,
             steps,
             check_every=steps if device.type == "cuda" else 1,
         )
@@ -116,6 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and models: a few seconds")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the engine with torch.compile (pays on GPUs; on CPUs it was slower here)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -127,6 +139,7 @@ def main() -> None:
     wide = engine_rate(members, 256, wide_steps, device)
     wide_gflops = wide * flops_per_model_step(256) / 1e9
     peak = sgemm_gflops(device)
+    compiled = engine_rate(members, 32, steps, device, compile=True) if args.compile else None
     record = {
         "benchmark": "ensemble",
         "case": "64 MLPs 16-32-32-1, 128 samples, full-batch SGD",
@@ -140,6 +153,7 @@ def main() -> None:
         "wide_gflops": round(wide_gflops, 2),
         "sgemm_gflops": round(peak, 2),
         "wide_fraction_of_sgemm": round(wide_gflops / peak, 3),
+        "compiled_ensemble_steps_per_s": None if compiled is None else round(compiled, 1),
         "device": device_label(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

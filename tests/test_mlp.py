@@ -21,7 +21,7 @@ def test_standard_and_ntk_compute_the_same_function_at_init():
 def test_mup_output_is_small_and_first_layer_is_order_one():
     x = torch.randn(256, 8)
     net = MLP(MLPConfig([8, 4096, 1], parameterization="mup", activation="linear"), generator=gen())
-    pre = net._linear(x.unsqueeze(0), 0)
+    pre = net._linear(x.T, 0)  # feature-major: (members, width, batch)
     assert pre.std().item() == pytest.approx(math.sqrt(x.pow(2).sum(-1).mean().item() / 8), rel=0.05)
     assert net(x).std().item() < 5 / math.sqrt(4096) * 8
 

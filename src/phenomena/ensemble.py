@@ -155,15 +155,17 @@ class SGD(EnsembleOptimizer):
         self.weight_decay = _per_member(weight_decay, self.members, like, "weight_decay")
         self.dampening, self.nesterov = float(dampening), bool(nesterov)
         self.use_momentum = bool((self.momentum > 0).any())
+        self.use_weight_decay = bool((self.weight_decay > 0).any())
         self.buffers: list[Tensor | None] = [None] * len(self.params)
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
+        """One SGD step; ``grads`` (fresh tensors from autograd) are overwritten in place to save copies."""
         lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))
         for i, (p, g) in enumerate(zip(self.params, grads)):
-            d = torch.nan_to_num(g)
-            if bool((self.weight_decay > 0).any()):
-                d = d + _view(self.weight_decay, p) * p
+            d = g.nan_to_num_()  # a frozen member's gradient may be NaN; its lr is 0, its step must be too
+            if self.use_weight_decay:
+                d = d.add_(_view(self.weight_decay, p) * p)
             if self.use_momentum:
                 buf = self.buffers[i]
                 if buf is None:
@@ -172,7 +174,7 @@ class SGD(EnsembleOptimizer):
                     buf.mul_(_view(self.momentum, p)).add_(d, alpha=1 - self.dampening)
                 self.buffers[i] = buf
                 d = d + _view(self.momentum, p) * buf if self.nesterov else buf
-            p.sub_(_view(lr, p) * d)
+            p.addcmul_(_view(lr, p), d, value=-1.0)
         self.steps += 1
 
 

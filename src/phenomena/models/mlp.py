@@ -128,29 +128,54 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[config.activation]
 
     def features(self, x: Tensor) -> Tensor:
-        """Activations of the last hidden layer, ``(ensemble, batch, width)``."""
-        h = x
-        for layer in range(self.config.depth - 1):
-            h = self.act(self._linear(h, layer))
-        if h.dim() == 2:  # a depth-1 network: no hidden layer, the input is shared by every member
-            h = h.unsqueeze(0).expand(self.config.ensemble, -1, -1)
-        return h
+        """Activations of the last hidden layer, ``(ensemble, batch, width)`` (a transposed view)."""
+        return self._hidden(x).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self._linear(self.features(x), self.config.depth - 1)
+        out = self._readout(self._hidden(x))
         return out if self.config.output_scale == 1.0 else self.config.output_scale * out
 
+    # Inside, activations are *feature-major*, ``(ensemble, features, batch)``: every layer is then
+    # one GEMM (shared input) or one batched GEMM writing a contiguous result, and the activation
+    # and its backward run on contiguous memory. Batch-major ``(ensemble, batch, features)`` with a
+    # shared input needs a transpose after the first layer, and the element-wise kernels on that
+    # strided tensor cost more than the matmuls (benchmarks/ensemble.py: about 1.8x per step).
+    def _hidden(self, x: Tensor) -> Tensor:
+        """The last hidden layer, feature-major ``(ensemble, width, batch)``; the input itself for depth 1."""
+        if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != self.config.ensemble):
+            raise ValueError(
+                f"input must be (batch, {self.config.widths[0]}) or ({self.config.ensemble}, batch, "
+                f"{self.config.widths[0]}), got {tuple(x.shape)}"
+            )
+        if self.config.depth == 1:  # no hidden layer: the input, one copy per member
+            h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.ensemble, -1, -1)
+            return h.transpose(1, 2)
+        h = self.act(self._linear(x.T if x.dim() == 2 else x.transpose(1, 2), 0))
+        for layer in range(1, self.config.depth - 1):
+            h = self.act(self._linear(h, layer))
+        return h
+
     def _linear(self, h: Tensor, layer: int) -> Tensor:
-        """``m·hWᵀ + b`` for every member: one GEMM when the input is shared, else one batched GEMM."""
+        """``m·W h + b`` for every member, feature-major: ``h`` is ``(in, batch)`` shared by all members
+        or ``(ensemble, in, batch)``; the result is ``(ensemble, out, batch)``, contiguous."""
         w, m = self.weights[layer], self.multipliers[layer]
-        bias = self.biases[layer] if self.config.bias else None
-        if h.dim() == 2:  # shared input (batch, in): all members' weights side by side in one matmul
-            e, out_dim, in_dim = w.shape
-            y = (h @ w.reshape(e * out_dim, in_dim).T).reshape(h.shape[0], e, out_dim).transpose(0, 1)
-            if m != 1.0:
-                y = m * y
-            return y if bias is None else y + bias.unsqueeze(-2)
+        bias = self.biases[layer].unsqueeze(-1) if self.config.bias else None
+        e, out_dim, in_dim = w.shape
+        if h.dim() == 2:  # shared input: all members' weights stacked into one GEMM
+            w2 = w.reshape(e * out_dim, in_dim)
+            y = torch.mm(w2, h) if bias is None else torch.addmm(bias.reshape(e * out_dim, 1), w2, h, alpha=m)
+            y = y.view(e, out_dim, -1)
+            return m * y if bias is None and m != 1.0 else y
         if bias is None:
-            y = torch.bmm(h, w.transpose(-1, -2))
+            y = torch.bmm(w, h)
             return y if m == 1.0 else m * y
-        return torch.baddbmm(bias.unsqueeze(-2), h, w.transpose(-1, -2), alpha=m)
+        return torch.baddbmm(bias, w, h, alpha=m)
+
+    def _readout(self, h: Tensor) -> Tensor:
+        """The last layer, from feature-major ``h`` to the batch-major output ``(ensemble, batch, out)``."""
+        w, m = self.weights[-1], self.multipliers[-1]
+        ht, wt = h.transpose(1, 2), w.transpose(1, 2)  # BLAS reads both transposes in place
+        if not self.config.bias:
+            y = torch.bmm(ht, wt)
+            return y if m == 1.0 else m * y
+        return torch.baddbmm(self.biases[-1].unsqueeze(-2), ht, wt, alpha=m)
