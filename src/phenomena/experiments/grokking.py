@@ -9,6 +9,10 @@ network of an experiment (seeds, weight decays, training-set sizes) is one membe
 Training-set sizes differ between members in the sample-size experiment; there the members
 share the inputs of the largest training set and each one's loss is the mean over its own
 (nested) subset, a per-member mask, so the step stays one batched matmul.
+
+The inputs are one-hot, so the first layer's matmul only picks two columns of the weight matrix
+per pair: :func:`pair_forward` computes the same network output by indexing those columns, which
+at ``p = 97`` makes a training step about a third cheaper and leaves the model itself untouched.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ LOSSES = ("mse", "ce")
 
 @dataclass
 class GrokkingHistory:
-    """Accuracies over training, ``(records, members)`` at ``steps``, and the trained networks."""
+    """Accuracies and the Fourier sparsity over training, ``(records, members)`` at ``steps``, and
+    the trained networks. ``fourier_share`` is :meth:`Spectra.sparse_share` (0.9) at each record."""
 
     steps: np.ndarray
     train_acc: np.ndarray
@@ -41,6 +46,34 @@ class GrokkingHistory:
     loss: np.ndarray
     weight_decay: np.ndarray
     net: MLP
+    fourier_share: np.ndarray
+
+
+def pair_index(x: Tensor, p: int) -> Tensor:
+    """The two hot positions of every row of one-hot pairs ``onehot(a) ⊕ onehot(b)``: ``(n, 2)``, ``[a, p + b]``."""
+    if x.dim() != 2 or x.shape[1] != 2 * p:
+        raise ValueError(f"x must be (n, 2p) = (n, {2 * p}) one-hot pairs, got {tuple(x.shape)}")
+    index = x.view(-1, 2, p).argmax(-1) + torch.tensor([0, p], device=x.device)
+    if not torch.equal(x.sum(1), torch.full_like(x[:, 0], 2.0)):
+        raise ValueError("x must hold exactly one 1 per operand (one-hot pairs)")
+    return index
+
+
+def pair_forward(net: MLP, index: Tensor) -> Tensor:
+    """``net(x)`` for one-hot pairs ``x`` given by :func:`pair_index`, without the one-hot matmul.
+
+    A one-hot row selects one column of the first weight matrix per operand, so the first layer's
+    pre-activation is the sum of the two selected columns; autograd then scatters the gradient back
+    into just those columns. Only for the networks of this module: two layers, no bias, standard
+    multipliers.
+    """
+    config = net.config
+    if config.depth != 2 or config.bias or net.multipliers != [1.0, 1.0] or config.output_scale != 1.0:
+        raise ValueError("pair_forward needs a two-layer MLP without bias in the standard parameterisation")
+    w_in, w_out = net.weights
+    columns = w_in.permute(2, 0, 1)  # (2p, members, hidden)
+    hidden = (columns[index[:, 0]] + columns[index[:, 1]]).transpose(0, 1)  # (members, n, hidden)
+    return torch.bmm(net.act(hidden), w_out.transpose(-1, -2))
 
 
 def train_members(
@@ -82,9 +115,10 @@ def train_members(
     optimizer = AdamW(net.parameters(), torch.as_tensor(lr, dtype=x.dtype), weight_decay=wd)
     weights = train_mask.to(x.dtype) / train_mask.sum(1, keepdim=True).to(x.dtype)
     target = torch.nn.functional.one_hot(y, p).to(x.dtype)
+    index, index_eval = pair_index(x, p), pair_index(x_eval, p)
 
     def objective() -> Tensor:
-        out = net(x)
+        out = pair_forward(net, index)
         if loss == "mse":
             per_pair = ((out - target) ** 2).sum(-1)
         else:
@@ -93,15 +127,19 @@ def train_members(
         return (per_pair * weights).sum(1)
 
     def accuracy(inputs: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
-        right = (net(inputs).argmax(-1) == labels).to(x.dtype) * mask
+        right = (pair_forward(net, inputs).argmax(-1) == labels).to(x.dtype) * mask
         return right.sum(1) / mask.sum(1).clamp_min(1)
+
+    def fourier_share() -> Tensor:
+        return torch.as_tensor(neuron_spectra(net, p).sparse_share(0.9))
 
     with single_thread(x.device):  # tiny matmuls: more math threads only add synchronisation
         history = fit(
             optimizer,
             objective,
             steps,
-            record={"train": lambda: accuracy(x, y, train_mask), "test": lambda: accuracy(x_eval, y_eval, eval_mask)},
+            record={"train": lambda: accuracy(index, y, train_mask),
+                    "test": lambda: accuracy(index_eval, y_eval, eval_mask), "fourier": fourier_share},
             record_every=record_every,
         )
     return GrokkingHistory(
@@ -111,6 +149,7 @@ def train_members(
         loss=history.loss.numpy(),
         weight_decay=wd.cpu().numpy(),
         net=net,
+        fourier_share=history.recorded["fourier"].numpy(),
     )
 
 
