@@ -172,10 +172,10 @@ class MLP(nn.Module):
         return torch.baddbmm(bias, w, h, alpha=m)
 
     def _readout(self, h: Tensor) -> Tensor:
-        """The last layer, from feature-major ``h`` to the batch-major output ``(ensemble, batch, out)``."""
-        w, m = self.weights[-1], self.multipliers[-1]
-        ht, wt = h.transpose(1, 2), w.transpose(1, 2)  # BLAS reads both transposes in place
-        if not self.config.bias:
-            y = torch.bmm(ht, wt)
-            return y if m == 1.0 else m * y
-        return torch.baddbmm(self.biases[-1].unsqueeze(-2), ht, wt, alpha=m)
+        """The last layer, from feature-major ``h`` to the batch-major output ``(ensemble, batch, out)``.
+
+        Computed feature-major too, so that the gradient reaching the last hidden layer is
+        contiguous (a transposed one sends the activation's backward down a slow strided path).
+        """
+        y = self._linear(h, self.config.depth - 1).transpose(1, 2)
+        return y if y.shape[-1] == 1 else y.contiguous()
