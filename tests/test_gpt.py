@@ -158,3 +158,13 @@ def test_attention_entropy_of_uniform_and_one_hot_rows() -> None:
     assert torch.allclose(h[1], torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="floating-point"):
         attention_entropy(torch.ones(3, dtype=torch.long))
+
+
+def test_share_init_gives_every_member_the_same_weights_and_power_vectors() -> None:
+    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, sigma_reparam=True, ensemble=3), gen()).share_init(1)
+    for t in list(model.parameters()) + list(model.buffers()):
+        assert torch.equal(t[0], t[1]) and torch.equal(t[2], t[1])
+    out = model.eval()(tokens())
+    assert torch.equal(out[0], out[2])
+    with pytest.raises(ValueError, match="member"):
+        model.share_init(3)

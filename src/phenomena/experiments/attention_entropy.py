@@ -87,14 +87,6 @@ class EntropyRun:
         return "σReparam" if self.sigma_reparam else "baseline"
 
 
-def _same_init(model: GPT) -> GPT:
-    """Member 0's weights (and power-iteration vectors) in every member: only the learning rate differs."""
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            t.copy_(t[:1].expand_as(t))
-    return model
-
-
 def head_query_key(model: GPT, layer: int) -> Tensor:
     """Each head's query-key matrix as the model applies it: ``W_Q^h W_K^hᵀ / √d_h``, ``(E, H, d, d)``.
 
@@ -241,7 +233,7 @@ def train_lr_grid(
                        norm="post", sigma_reparam=sigma_reparam, ensemble=len(rates), dtype=DTYPE)
     probe = language.sample(probe_batch, length, generator).to(device)
     data = language.sample(batch * (steps + 1), length + 1, generator).view(steps + 1, batch, length + 1).to(device)
-    model = _same_init(GPT(config, generator)).to(device)  # after the data: both settings see the same batches
+    model = GPT(config, generator).share_init().to(device)  # after the data: both settings see the same batches
     optimizer = Adam(model.parameters(), rates.to(device))
     records: list[dict[str, Tensor]] = []
     scatter: list[Tensor] = []

@@ -66,14 +66,6 @@ def schedule(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _same_init(model: GPT) -> GPT:
-    """Copy member 0's weights into every member: the grid then differs only in its learning rate."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p[:1].expand_as(p))
-    return model
-
-
 def train_lr_grid(
     language: MarkovLanguage,
     lrs: Sequence[float],
@@ -111,7 +103,7 @@ def train_lr_grid(
         raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(lrs)}")
     config = GPTConfig(vocab_size=language.vocab_size, context=length, layers=layers, heads=heads, width=width,
                        norm="pre", qk_layernorm=qk_layernorm, ensemble=len(rates))
-    model = _same_init(GPT(config, generator)).to(device)
+    model = GPT(config, generator).share_init().to(device)
     rates = rates.to(device)
     # independent weight decay: AdamW shrinks by lr·wd per step, so wd = λ/lr makes it λ·s(t)
     optimizer = AdamW(model.parameters(), rates, betas=betas, weight_decay=weight_decay / rates)

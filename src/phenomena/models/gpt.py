@@ -229,6 +229,19 @@ class GPT(nn.Module):
         self.final_norm = LayerNorm(d, config) if config.norm == "pre" else None
         self.head = Linear(d, config.vocab_size, config, g)
 
+    @torch.no_grad()
+    def share_init(self, member: int = 0) -> GPT:
+        """Copy one member's parameters (and σReparam's power-iteration vectors) into every member.
+
+        A learning-rate grid on the ensemble axis then differs in its learning rate only, not in
+        its random initial weights. Returns the model, so ``GPT(config, g).share_init()`` reads.
+        """
+        if not 0 <= member < self.config.ensemble:
+            raise ValueError(f"member must be in [0, {self.config.ensemble}), got {member}")
+        for t in list(self.parameters()) + list(self.buffers()):
+            t.copy_(t[member : member + 1].expand_as(t))
+        return self
+
     def linears(self) -> list[Linear]:
         """Every linear layer (the ones σReparam reparameterises), in forward order."""
         return [m for m in self.modules() if isinstance(m, Linear)]
