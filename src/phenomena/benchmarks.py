@@ -42,7 +42,7 @@ def render(records: list[dict[str, Any]]) -> str:
     for name in sorted({r.get("benchmark", "?") for r in records}):
         rows = sorted((r for r in records if r.get("benchmark", "?") == name), key=lambda r: r.get("date", ""),
                       reverse=True)
-        out.append(f"### {name}\n")
+        out.append(f"## {name}\n")
         if rows[0].get("case"):
             out.append(f"{rows[0]['case']}\n")
         cols = [(k, title) for k, title in COLUMNS if any(k in r for r in rows)]
