@@ -137,7 +137,10 @@ class EnsembleOptimizer:
 
 class SGD(EnsembleOptimizer):
     """``torch.optim.SGD`` per member: ``lr``, ``momentum``, ``weight_decay`` (L2, added to the gradient),
-    ``dampening`` and ``nesterov`` as in PyTorch; ``lr``/``momentum``/``weight_decay`` may differ per member."""
+    ``dampening`` and ``nesterov`` as in PyTorch; ``lr``/``momentum``/``weight_decay`` may differ per member.
+
+    ``lr`` is read at every step (set ``optimizer.lr`` for a schedule); whether momentum and weight
+    decay are on at all is decided once, at construction, to keep host syncs out of the step."""
 
     def __init__(
         self,
