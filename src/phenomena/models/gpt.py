@@ -179,9 +179,9 @@ class CausalSelfAttention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()  # key j visible to query i iff j <= i
-        with torch.no_grad():
-            max_logit = logits.masked_fill(~causal, -math.inf).amax(dim=(1, 3, 4))
-        probs = torch.softmax(logits.masked_fill(~causal, -math.inf), dim=-1)
+        logits = logits.masked_fill(~causal, -math.inf)
+        max_logit = logits.detach().amax(dim=(1, 3, 4))
+        probs = torch.softmax(logits, dim=-1)
         y = (probs @ v).transpose(2, 3).reshape(e, b, t, d)
         return self.out(y), probs, max_logit
 
