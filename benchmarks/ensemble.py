@@ -27,6 +27,7 @@ from torch import nn
 from phenomena import ensemble
 from phenomena.models import MLP, MLPConfig
 from phenomena.run import device_label, git_revision, pick_device
+from phenomena.runtime import allocator_status, retain_freed_memory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ensemble.jsonl"
 
@@ -128,9 +129,13 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the engine with torch.compile (pays on GPUs; on CPUs it was slower here)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc as it is, instead of what phenomena.setup() does (runtime.py)")
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results/")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if device.type == "cpu" and not args.system_malloc:
+        retain_freed_memory()  # as phenomena.setup() does for every chapter; the loop runs under it too
     members, steps = (64, 20) if args.quick else (64, 100)
     wide_steps = 5 if args.quick else 20
 
@@ -156,6 +161,7 @@ def main() -> None:
         "compiled_ensemble_steps_per_s": None if compiled is None else round(compiled, 1),
         "device": device_label(device),
         "threads": torch.get_num_threads(),
+        "allocator": allocator_status(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -128,3 +128,35 @@ def test_compiled_falls_back_when_compilation_fails():
     assert broken(torch.tensor(1.0)).item() == 2.0
     assert broken.fallback_reason() is not None
     assert ensemble.compiled(fn, enabled=False) is fn
+
+
+def test_sgd_member_dying_mid_run_is_frozen_while_the_other_matches_torch_sgd():
+    # member 1's loss turns infinite at the 6th evaluation. Until then the step takes the all-alive
+    # fast path; afterwards the masked one, which must keep member 1's weights finite and frozen
+    # (its gradients are NaN: 0 * inf) and leave member 0 on torch.optim.SGD's trajectory.
+    x, y = data()
+    net = MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=2, dtype=DT), generator=torch.Generator().manual_seed(3))
+    start = [p.detach().clone() for p in net.parameters()]
+    calls = []
+
+    def loss():
+        calls.append(None)
+        blow_up = torch.tensor([1.0, float("inf") if len(calls) > 5 else 1.0], dtype=DT)
+        return (net(x) - y).pow(2).mean(dim=(1, 2)) * blow_up
+
+    opt = ensemble.SGD(net.parameters(), 0.05)
+    hist = ensemble.fit(opt, loss, steps=40, on_divergence="mask",
+                        record={"w": lambda: net.weights[1][1].clone()})
+    assert hist.diverged.tolist() == [False, True] and hist.diverged_at[1] == 5
+    frozen = hist.recorded["w"][5:]
+    assert bool(torch.isfinite(frozen).all()) and bool((frozen == frozen[0]).all())
+    solo = [p[0].clone().requires_grad_(True) for p in start]
+    ref = torch.optim.SGD(solo, lr=0.05)
+    for _ in range(40):
+        ref.zero_grad()
+        w1, w2, w3, b1, b2, b3 = solo  # MLP.parameters(): the weights, then the biases
+        h = torch.relu(torch.relu(x @ w1.T + b1) @ w2.T + b2)
+        ((h @ w3.T + b3 - y).pow(2).mean()).backward()
+        ref.step()
+    for ours, theirs in zip(net.parameters(), solo):
+        assert torch.allclose(ours[0], theirs, rtol=1e-10, atol=1e-12)

@@ -15,6 +15,14 @@ per-member hyper-parameters as ``(members,)`` tensors and reproduce ``torch.opti
 trained alone (tests pin this to float tolerance on CPU). A member whose loss turns non-finite
 is frozen and reported (:func:`fit` with ``on_divergence="mask"``), never allowed to poison the
 others: members share no parameters, and frozen members take no step.
+
+Where the CPU time goes, and what the engine does about it (``benchmarks/ensemble.py``): the
+models are too small for FLOPs to dominate, so the cost is interpreter and autograd overhead and
+memory traffic. A ReLU :class:`~phenomena.models.MLP` runs forward and backward as one autograd
+node with in-place activations; :func:`fit` reads the ``alive`` mask once per check and, while
+every member is alive, lets :class:`SGD` update all tensors in one ``_foreach`` call without the
+masking that protects frozen members; and :func:`phenomena.setup` keeps freed memory in the heap
+(:mod:`phenomena.runtime`), since fresh multi-MB activations otherwise page-fault at every step.
 """
 
 from __future__ import annotations
@@ -127,6 +135,9 @@ class EnsembleOptimizer:
                 )
         self.lr = _per_member(lr, self.members, self.params[0], "lr")
         self.alive = torch.ones(self.members, dtype=torch.bool, device=self.params[0].device)
+        # ``True`` only while the caller has just seen ``alive.all()`` on the host (``fit`` does, at its
+        # checks): the step may then skip the masking that protects frozen members. Never a device sync.
+        self.all_alive = False
         self.steps = 0
 
     @torch.no_grad()
@@ -164,9 +175,15 @@ class SGD(EnsembleOptimizer):
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
         """One SGD step; ``grads`` (fresh tensors from autograd) are overwritten in place to save copies."""
-        lr = torch.where(self.alive, self.lr, torch.zeros_like(self.lr))
+        if self.all_alive and not (self.use_weight_decay or self.use_momentum):
+            # the common case in one call: p ← p − lr·g for every tensor, no member to protect
+            torch._foreach_addcmul_(self.params, [_view(self.lr, p) for p in self.params], list(grads), value=-1.0)
+            self.steps += 1
+            return
+        lr = self.lr if self.all_alive else torch.where(self.alive, self.lr, torch.zeros_like(self.lr))
         for i, (p, g) in enumerate(zip(self.params, grads)):
-            d = g.nan_to_num_()  # a frozen member's gradient may be NaN; its lr is 0, its step must be too
+            # a frozen member's gradient may be NaN; its lr is 0, its step must be too
+            d = g if self.all_alive else g.nan_to_num_()
             if self.use_weight_decay:
                 d = d.add_(_view(self.weight_decay, p) * p)
             if self.use_momentum:
@@ -292,15 +309,21 @@ def fit(
     checked = 0  # rows of `losses` before this one were already checked
 
     def check(upto: int) -> bool:
-        """Raise (mode 'raise') on a non-finite loss in rows not yet checked; report whether every member is dead."""
+        """Raise (mode 'raise') on a non-finite loss in rows not yet checked; report whether every member is dead.
+
+        ``alive`` only ever loses members, each at its first non-finite loss, so one host read of it
+        answers both questions; the rows are searched only to name the step in the error.
+        """
         nonlocal checked
-        seen = losses[checked : upto + 1]
-        if on_divergence == "raise" and not bool(torch.isfinite(seen).all()):
+        everyone = bool(optimizer.alive.all())
+        if on_divergence == "raise" and not everyone:
+            seen = losses[checked : upto + 1]
             bad_step = int((~torch.isfinite(seen)).any(1).nonzero()[0])
             member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
             assert_finite(seen[bad_step].cpu(), checked + bad_step, lr=float(optimizer.lr[member]))
         checked = upto + 1
-        return not bool(optimizer.alive.any())
+        optimizer.all_alive = everyone
+        return not everyone and not bool(optimizer.alive.any())
 
     for step in range(steps + 1):
         if step % record_every == 0 or step == steps:
@@ -313,12 +336,16 @@ def fit(
             raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
         losses[step] = per_member.detach()
         optimizer.alive &= torch.isfinite(per_member.detach())
+        optimizer.all_alive = False  # until a check has looked
         if (step % check_every == 0 or step == steps) and check(step):
             last = step
             break
         if step == steps:
             break
-        total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
+        if optimizer.all_alive:
+            total = per_member.sum()
+        else:
+            total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
         grads = torch.autograd.grad(total, params)
         optimizer.step(grads)
     losses = losses.cpu()

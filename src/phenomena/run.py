@@ -26,6 +26,7 @@ import torch
 
 from . import scales
 from .claims import Report
+from .runtime import retain_freed_memory
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 RESULTS_ENV = "PHENOMENA_RESULTS"
@@ -269,6 +270,8 @@ def setup(
     if not isinstance(chapter, str) or not chapter:
         raise ValueError("chapter must be the chapter's slug, e.g. 'saxe-deep-linear'")
     dev = pick_device(device)
+    if dev.type == "cpu":
+        retain_freed_memory()  # page faults on fresh activations otherwise dominate small models (runtime.py)
     seed_everything(int(seed))
     run = Run(
         chapter=chapter,

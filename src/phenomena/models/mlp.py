@@ -132,8 +132,33 @@ class MLP(nn.Module):
         return self._hidden(x).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self._readout(self._hidden(x))
+        if self._fused():
+            self._check_input(x)
+            params = [t for pair in zip(self.weights, self.biases) for t in pair] if self.config.bias else list(self.weights)
+            h0 = x.T if x.dim() == 2 else x.transpose(1, 2)
+            y = _ReluMLP.apply(h0, tuple(self.multipliers), self.config.bias, *params).transpose(1, 2)
+            out = y if y.shape[-1] == 1 else y.contiguous()
+        else:
+            out = self._readout(self._hidden(x))
         return out if self.config.output_scale == 1.0 else self.config.output_scale * out
+
+    def _fused(self) -> bool:
+        """Whether ``forward`` takes the one-node path of :class:`_ReluMLP`: a ReLU network with a hidden
+        layer, under ordinary autograd (``torch.func`` transforms such as the NTK's ``jacrev`` trace the
+        layer-by-layer ops instead)."""
+        return (
+            self.config.activation == "relu"
+            and self.config.depth >= 2
+            and torch.is_grad_enabled()
+            and not torch._C._are_functorch_transforms_active()
+        )
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != self.config.ensemble):
+            raise ValueError(
+                f"input must be (batch, {self.config.widths[0]}) or ({self.config.ensemble}, batch, "
+                f"{self.config.widths[0]}), got {tuple(x.shape)}"
+            )
 
     # Inside, activations are *feature-major*, ``(ensemble, features, batch)``: every layer is then
     # one GEMM (shared input) or one batched GEMM writing a contiguous result, and the activation
@@ -142,11 +167,7 @@ class MLP(nn.Module):
     # strided tensor cost more than the matmuls (benchmarks/ensemble.py: about 1.8x per step).
     def _hidden(self, x: Tensor) -> Tensor:
         """The last hidden layer, feature-major ``(ensemble, width, batch)``; the input itself for depth 1."""
-        if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != self.config.ensemble):
-            raise ValueError(
-                f"input must be (batch, {self.config.widths[0]}) or ({self.config.ensemble}, batch, "
-                f"{self.config.widths[0]}), got {tuple(x.shape)}"
-            )
+        self._check_input(x)
         if self.config.depth == 1:  # no hidden layer: the input, one copy per member
             h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.ensemble, -1, -1)
             return h.transpose(1, 2)
@@ -158,18 +179,8 @@ class MLP(nn.Module):
     def _linear(self, h: Tensor, layer: int) -> Tensor:
         """``m·W h + b`` for every member, feature-major: ``h`` is ``(in, batch)`` shared by all members
         or ``(ensemble, in, batch)``; the result is ``(ensemble, out, batch)``, contiguous."""
-        w, m = self.weights[layer], self.multipliers[layer]
-        bias = self.biases[layer].unsqueeze(-1) if self.config.bias else None
-        e, out_dim, in_dim = w.shape
-        if h.dim() == 2:  # shared input: all members' weights stacked into one GEMM
-            w2 = w.reshape(e * out_dim, in_dim)
-            y = torch.mm(w2, h) if bias is None else torch.addmm(bias.reshape(e * out_dim, 1), w2, h, alpha=m)
-            y = y.view(e, out_dim, -1)
-            return m * y if bias is None and m != 1.0 else y
-        if bias is None:
-            y = torch.bmm(w, h)
-            return y if m == 1.0 else m * y
-        return torch.baddbmm(bias, w, h, alpha=m)
+        bias = self.biases[layer] if self.config.bias else None
+        return _affine(h, self.weights[layer], bias, self.multipliers[layer])
 
     def _readout(self, h: Tensor) -> Tensor:
         """The last layer, from feature-major ``h`` to the batch-major output ``(ensemble, batch, out)``.
@@ -179,3 +190,126 @@ class MLP(nn.Module):
         """
         y = self._linear(h, self.config.depth - 1).transpose(1, 2)
         return y if y.shape[-1] == 1 else y.contiguous()
+
+
+# ----------------------------------------------------------------------------- one-node ReLU path
+def _affine(h: Tensor, w: Tensor, bias: Tensor | None, m: float) -> Tensor:
+    """``m·W h + b`` for every member, feature-major: ``h`` is ``(in, batch)`` shared by all members or
+    ``(ensemble, in, batch)``, ``w`` is ``(ensemble, out, in)``; the result is ``(ensemble, out, batch)``."""
+    e, out_dim, in_dim = w.shape
+    if h.dim() == 2:  # shared input: all members' weights stacked into one GEMM
+        w2 = w.reshape(e * out_dim, in_dim)
+        y = torch.mm(w2, h) if bias is None else torch.addmm(bias.reshape(e * out_dim, 1), w2, h, alpha=m)
+        y = y.view(e, out_dim, -1)
+        return m * y if bias is None and m != 1.0 else y
+    if bias is None:
+        y = torch.bmm(w, h)
+        return y if m == 1.0 else m * y
+    return torch.baddbmm(bias.unsqueeze(-1), w, h, alpha=m)
+
+
+def _affine_backward(
+    dz: Tensor, h: Tensor, w: Tensor, has_bias: bool, m: float, need_input: bool
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """Gradients of :func:`_affine` with respect to its input, weights and bias, computed with the same
+    kernels, in the same order, as autograd's formulas for ``mm``/``addmm``/``bmm``/``baddbmm`` (so the
+    two paths agree bit for bit; ``tests/test_models.py`` pins it). One exception, also exact: with one
+    output unit the input gradient is an outer product, done as a broadcast multiply instead of a
+    ``bmm`` with an inner dimension of 1 (a single product per entry either way, and 5-10x faster)."""
+    e, out_dim, in_dim = w.shape
+    if not has_bias and m != 1.0:
+        dz = dz * m  # autograd's order: the scalar multiply's backward comes first
+    alpha = m if has_bias else 1.0
+    db = dz.sum(-1) if has_bias else None
+    if h.dim() == 2:
+        d2 = dz.reshape(e * out_dim, -1)
+        dw = d2.mm(h.t()).view(e, out_dim, in_dim)
+        if not need_input:
+            dh = None
+        elif h.stride(0) == 1 and h.stride(1) == h.shape[0]:  # a column-major input (``x.T``): autograd's branch
+            dh = d2.t().mm(w.reshape(e * out_dim, in_dim)).t()
+        else:
+            dh = w.reshape(e * out_dim, in_dim).t().mm(d2)
+    else:
+        dw = dz.bmm(h.transpose(1, 2))
+        if not need_input:
+            dh = None
+        elif out_dim == 1:
+            dh = torch.mul(w.transpose(1, 2), dz)
+        else:
+            dh = w.transpose(1, 2).bmm(dz)
+    if alpha != 1.0:
+        dw = dw * alpha
+        dh = None if dh is None else dh * alpha
+    return dh, dw, db
+
+
+class _ReluMLP(torch.autograd.Function):
+    """A ReLU MLP ensemble's forward pass as one autograd node, with a hand-written backward.
+
+    Why: the tiny networks of the book are bound by overhead and memory traffic, not FLOPs. As one
+    node, the ReLU runs in place on the fresh pre-activation, its backward masks the incoming
+    gradient in place, the read-out's outer product is a broadcast multiply, and autograd keeps one
+    node instead of two or three per layer (``benchmarks/ensemble.py``). The gradients are the ones
+    autograd computes for :meth:`MLP._hidden`/``_readout``, bit for bit.
+
+    Only first derivatives are hand-written. Under ``create_graph=True`` (a Hessian-vector product)
+    the backward recomputes the forward with ordinary differentiable ops and differentiates that,
+    so higher derivatives stay exact, at the cost of one extra forward.
+    """
+
+    @staticmethod
+    def forward(ctx, h0: Tensor, multipliers: tuple[float, ...], has_bias: bool, *params: Tensor) -> Tensor:  # type: ignore[override]
+        weights = params[0::2] if has_bias else params
+        biases = params[1::2] if has_bias else (None,) * len(weights)
+        inputs = [h0]
+        h = h0
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            h = _affine(h, w, b, multipliers[layer])
+            if layer < len(weights) - 1:
+                h = h.clamp_min_(0.0)  # in place: the pre-activation is not needed again
+                inputs.append(h)
+        ctx.multipliers, ctx.has_bias = multipliers, has_bias
+        ctx.save_for_backward(*inputs, *params)
+        ctx.depth = len(weights)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        saved = ctx.saved_tensors
+        depth, has_bias, mult = ctx.depth, ctx.has_bias, ctx.multipliers
+        inputs, params = saved[:depth], saved[depth:]
+        if torch.is_grad_enabled():  # create_graph=True: differentiate an ordinary recomputation
+            return _ReluMLP._differentiable_backward(ctx, inputs[0], params, grad)
+        weights = params[0::2] if has_bias else params
+        grads: list[Tensor | None] = [None] * len(params)
+        dz = grad
+        dh0 = None
+        for layer in reversed(range(depth)):
+            need_input = layer > 0 or ctx.needs_input_grad[0]
+            dh, dw, db = _affine_backward(dz, inputs[layer], weights[layer], has_bias, mult[layer], need_input)
+            slot = 2 * layer if has_bias else layer
+            grads[slot] = dw
+            if has_bias:
+                grads[slot + 1] = db
+            if layer > 0:
+                dz = torch.ops.aten.threshold_backward.grad_input(dh, inputs[layer], 0.0, grad_input=dh)
+            else:
+                dh0 = dh
+        return (dh0, None, None, *grads)
+
+    @staticmethod
+    def _differentiable_backward(ctx, h0: Tensor, params: Sequence[Tensor], grad: Tensor) -> tuple[Tensor | None, ...]:
+        has_bias, mult = ctx.has_bias, ctx.multipliers
+        weights = params[0::2] if has_bias else params
+        biases = params[1::2] if has_bias else (None,) * len(weights)
+        h = h0
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            h = _affine(h, w, b, mult[layer])
+            if layer < len(weights) - 1:
+                h = torch.relu(h)
+        wanted = [h0, *params]
+        need = [ctx.needs_input_grad[0], *ctx.needs_input_grad[3:]]
+        got = iter(torch.autograd.grad(h, [t for t, n in zip(wanted, need) if n], grad, create_graph=True, allow_unused=True))
+        out = [next(got) if n else None for n in need]
+        return (out[0], None, None, *out[1:])
