@@ -4,7 +4,11 @@ Small case (the issue's): 64 MLPs 16→32→32→1 (ReLU, biases) on 128 samples
 100 steps, trained (a) one model at a time with ``torch.optim.SGD`` and (b) all at once by
 ``phenomena.ensemble`` (a natively batched ``MLP``). Wide case: the same at width 256, reported
 as achieved GFLOP/s (6 FLOPs per weight per sample per step: forward, and backward to inputs and
-weights) and as a fraction of this machine's measured sgemm rate.
+weights) and as a fraction of this machine's float32 matmul rate (2048², measured in the same run).
+
+Timing: the contenders of each comparison take turns and each keeps its best call (:func:`race`),
+so that the shared host's bursts of contention cannot favour one side. The process keeps freed
+memory in the heap, as :func:`phenomena.setup` does for the chapters (``--system-malloc`` not).
 
     python benchmarks/ensemble.py            # full run
     python benchmarks/ensemble.py --quick    # a few seconds
@@ -20,6 +24,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,16 +42,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int = 1) -> float:
-    """Best wall time of ``repeats`` calls (seconds), after one untimed warm-up call."""
-    fn()
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def race(contenders: dict[str, tuple[Callable[[], None], int]], device: torch.device, rounds: int) -> dict[str, float]:
+    """Best wall time (seconds) of each contender's call, the contenders taking turns.
+
+    ``contenders`` maps a name to ``(fn, calls per round)``. Every round calls each contender that
+    many times in turn, after one untimed warm-up call each. The host this runs on is shared, and
+    a burst of contention slows whatever runs during it: taking turns exposes every contender to
+    the same bursts, and the best call of each is its speed on a quiet machine (noise only ever
+    slows a run). Timing one contender in a block and the other later lets a burst land on one.
+    """
+    for fn, _ in contenders.values():
         fn()
-        sync(device)
-        best = min(best, time.perf_counter() - start)
+    sync(device)
+    best = {name: float("inf") for name in contenders}
+    for _ in range(rounds):
+        for name, (fn, calls) in contenders.items():
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -55,8 +70,8 @@ def data(device: torch.device, samples: int = 128, d: int = 16) -> tuple[torch.T
     return torch.randn(samples, d, generator=g).to(device), torch.randn(samples, 1, generator=g).to(device)
 
 
-def loop_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01) -> float:
-    """Model-steps per second training ``members`` plain nn.Sequential MLPs one after another."""
+def loop_trainer(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01) -> Callable[[], None]:
+    """Train ``members`` plain nn.Sequential MLPs one after another with ``torch.optim.SGD``."""
     x, y = data(device)
     models = [
         nn.Sequential(nn.Linear(16, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)).to(
@@ -74,12 +89,12 @@ def loop_rate(members: int, width: int, steps: int, device: torch.device, lr: fl
                 loss.backward()
                 opt.step()
 
-    return members * steps / timed(train_all, device, repeats=2)  # best of 2, as the engine takes its best
+    return train_all
 
 
-def engine_rate(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01,
-                compile: bool = False) -> float:
-    """Model-steps per second training all members as one batched MLP with the ensemble engine.
+def engine_trainer(members: int, width: int, steps: int, device: torch.device, lr: float = 0.01,
+                   compile: bool = False) -> Callable[[], None]:
+    """Train all members as one batched MLP with the ensemble engine.
 
     ``compile=True`` runs the loss (forward, and through AOTAutograd the backward) under
     ``torch.compile`` via :func:`phenomena.ensemble.compiled`; the warm-up call pays the compile.
@@ -103,11 +118,11 @@ def engine_rate(members: int, width: int, steps: int, device: torch.device, lr: 
             check_every=steps if device.type == "cuda" else 1,
         )
 
-    return members * steps / timed(train_all, device, repeats=7)  # best of 7: a busy host only ever slows a run
+    return train_all
 
 
-def sgemm_gflops(device: torch.device, n: int = 2048) -> float:
-    """This machine's float32 matmul rate (GFLOP/s) on one large square product."""
+def sgemm_runner(device: torch.device, n: int = 2048) -> tuple[Callable[[], None], float]:
+    """One call of this machine's float32 matmul on large square products, and its FLOPs."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     reps = 10 if device.type == "cuda" else 3
 
@@ -115,7 +130,7 @@ def sgemm_gflops(device: torch.device, n: int = 2048) -> float:
         for _ in range(reps):
             torch.mm(a, b)
 
-    return 2 * n**3 * reps / timed(run, device, repeats=5) / 1e9
+    return run, 2.0 * n**3 * reps
 
 
 def flops_per_model_step(width: int, samples: int = 128, d: int = 16) -> float:
@@ -137,14 +152,24 @@ def main() -> None:
     if device.type == "cpu" and not args.system_malloc:
         retain_freed_memory()  # as phenomena.setup() does for every chapter; the loop runs under it too
     members, steps = (64, 20) if args.quick else (64, 100)
-    wide_steps = 5 if args.quick else 20
+    wide_steps = 5 if args.quick else steps  # "the same at width 256": the small case's 100 steps
 
-    loop = loop_rate(members if not args.quick else 16, 32, steps, device)
-    engine = engine_rate(members, 32, steps, device)
-    wide = engine_rate(members, 256, wide_steps, device)
+    # small case: the loop and the engine take turns; loop calls are long, so one per round
+    loop_members = members if not args.quick else 16
+    small = race({"loop": (loop_trainer(loop_members, 32, steps, device), 1),
+                  "engine": (engine_trainer(members, 32, steps, device), 3)}, device, rounds=2 if args.quick else 3)
+    loop, engine = loop_members * steps / small["loop"], members * steps / small["engine"]
+    # wide case: the engine at width 256 and the sgemm reference take turns
+    sgemm, sgemm_flops = sgemm_runner(device)
+    wide_times = race({"wide": (engine_trainer(members, 256, wide_steps, device), 1), "sgemm": (sgemm, 1)}, device,
+                      rounds=2 if args.quick else 5)
+    wide = members * wide_steps / wide_times["wide"]
+    peak = sgemm_flops / wide_times["sgemm"] / 1e9
     wide_gflops = wide * flops_per_model_step(256) / 1e9
-    peak = sgemm_gflops(device)
-    compiled = engine_rate(members, 32, steps, device, compile=True) if args.compile else None
+    compiled = None
+    if args.compile:
+        compiled = members * steps / race({"compiled": (engine_trainer(members, 32, steps, device, compile=True), 3)},
+                                          device, rounds=3)["compiled"]
     record = {
         "benchmark": "ensemble",
         "case": "64 MLPs 16-32-32-1, 128 samples, full-batch SGD",
@@ -154,6 +179,7 @@ def main() -> None:
         "ensemble_steps_per_s": round(engine, 1),
         "speedup": round(engine / loop, 1),
         "wide_width": 256,
+        "wide_steps": wide_steps,
         "wide_steps_per_s": round(wide, 1),
         "wide_gflops": round(wide_gflops, 2),
         "sgemm_gflops": round(peak, 2),

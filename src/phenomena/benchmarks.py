@@ -10,6 +10,7 @@ COLUMNS = [
     ("date", "date"),
     ("device", "device"),
     ("threads", "threads"),
+    ("allocator", "allocator"),
     ("quick", "quick"),
     ("loop_steps_per_s", "loop (model-steps/s)"),
     ("ensemble_steps_per_s", "engine (model-steps/s)"),
