@@ -23,8 +23,8 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
