@@ -191,7 +191,7 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "git": git_revision(),
+        "git": git_revision(ignore=("benchmarks/results",)),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if not args.no_save:

@@ -57,8 +57,9 @@ def results_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def git_revision(root: Path | None = None) -> str:
-    """Short git revision of the book, with ``-dirty`` if the working tree has changes."""
+def git_revision(root: Path | None = None, *, ignore: tuple[str, ...] = ()) -> str:
+    """Short git revision of the book, with ``-dirty`` if the working tree has changes outside ``ignore``
+    (paths relative to the root: a benchmark's own results file should not mark its next run dirty)."""
     where = str(root or project_root())
     try:
         rev = subprocess.run(
@@ -67,7 +68,7 @@ def git_revision(root: Path | None = None) -> str:
         if rev.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){p}" for p in ignore)],
             cwd=where,
             capture_output=True,
             text=True,
