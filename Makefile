@@ -42,7 +42,7 @@ book: $(STAMP)
 	@echo "The book is in _build/html/index.html"
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --compile
 
 sweep: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo 'usage: make sweep CHAPTER=slug ARGS="-p NAME V1 V2 --seeds 0 1 --scale smoke"'; exit 2; }

@@ -15,6 +15,7 @@ COLUMNS = [
     ("loop_steps_per_s", "loop (model-steps/s)"),
     ("ensemble_steps_per_s", "engine (model-steps/s)"),
     ("speedup", "speedup"),
+    ("compiled_speedup", "compiled speedup"),
     ("wide_gflops", "width 256 GFLOP/s"),
     ("wide_fraction_of_sgemm", "fraction of sgemm"),
     ("git", "git"),
