@@ -318,9 +318,11 @@ def fit(
         everyone = bool(optimizer.alive.all())
         if on_divergence == "raise" and not everyone:
             seen = losses[checked : upto + 1]
-            bad_step = int((~torch.isfinite(seen)).any(1).nonzero()[0])
-            member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
-            assert_finite(seen[bad_step].cpu(), checked + bad_step, lr=float(optimizer.lr[member]))
+            bad_steps = (~torch.isfinite(seen)).any(1).nonzero()
+            if len(bad_steps):  # none: the members were frozen by an earlier fit with this optimizer
+                bad_step = int(bad_steps[0])
+                member = int((~torch.isfinite(seen[bad_step])).nonzero()[0])
+                assert_finite(seen[bad_step].cpu(), checked + bad_step, lr=float(optimizer.lr[member]))
         checked = upto + 1
         optimizer.all_alive = everyone
         return not everyone and not bool(optimizer.alive.any())
