@@ -136,8 +136,7 @@ class MLP(nn.Module):
             self._check_input(x)
             params = [t for pair in zip(self.weights, self.biases) for t in pair] if self.config.bias else list(self.weights)
             h0 = x.T if x.dim() == 2 else x.transpose(1, 2)
-            y = _ReluMLP.apply(h0, tuple(self.multipliers), self.config.bias, *params).transpose(1, 2)
-            out = y if y.shape[-1] == 1 else y.contiguous()
+            out = _batch_major(_ReluMLP.apply(h0, tuple(self.multipliers), self.config.bias, *params))
         else:
             out = self._readout(self._hidden(x))
         return out if self.config.output_scale == 1.0 else self.config.output_scale * out
@@ -188,8 +187,14 @@ class MLP(nn.Module):
         Computed feature-major too, so that the gradient reaching the last hidden layer is
         contiguous (a transposed one sends the activation's backward down a slow strided path).
         """
-        y = self._linear(h, self.config.depth - 1).transpose(1, 2)
-        return y if y.shape[-1] == 1 else y.contiguous()
+        return _batch_major(self._linear(h, self.config.depth - 1))
+
+
+def _batch_major(y: Tensor) -> Tensor:
+    """The read-out ``(ensemble, out, batch)`` as ``(ensemble, batch, out)``: a view for one output unit
+    (already contiguous in that order), else a contiguous copy, as a batch-major output is expected to be."""
+    y = y.transpose(1, 2)
+    return y if y.shape[-1] == 1 else y.contiguous()
 
 
 # ----------------------------------------------------------------------------- one-node ReLU path
