@@ -249,6 +249,23 @@ def _affine_backward(
     return dh, dw, db
 
 
+def _relu_stack(h0: Tensor, params: Sequence[Tensor], has_bias: bool, multipliers: Sequence[float],
+                *, in_place: bool) -> tuple[Tensor, list[Tensor]]:
+    """The ReLU network on feature-major ``h0``: its output and every layer's input (``h0`` first).
+
+    ``params`` alternate weight and bias when ``has_bias``. ``in_place`` runs the ReLU on the fresh
+    pre-activation (the one-node forward, untracked); ``False`` keeps every op differentiable."""
+    weights = params[0::2] if has_bias else params
+    biases = params[1::2] if has_bias else (None,) * len(weights)
+    inputs, h = [h0], h0
+    for layer, (w, b) in enumerate(zip(weights, biases)):
+        h = _affine(h, w, b, multipliers[layer])
+        if layer < len(weights) - 1:
+            h = h.clamp_min_(0.0) if in_place else torch.relu(h)
+            inputs.append(h)
+    return h, inputs
+
+
 class _ReluMLP(torch.autograd.Function):
     """A ReLU MLP ensemble's forward pass as one autograd node, with a hand-written backward.
 
@@ -265,19 +282,11 @@ class _ReluMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h0: Tensor, multipliers: tuple[float, ...], has_bias: bool, *params: Tensor) -> Tensor:  # type: ignore[override]
-        weights = params[0::2] if has_bias else params
-        biases = params[1::2] if has_bias else (None,) * len(weights)
-        inputs = [h0]
-        h = h0
-        for layer, (w, b) in enumerate(zip(weights, biases)):
-            h = _affine(h, w, b, multipliers[layer])
-            if layer < len(weights) - 1:
-                h = h.clamp_min_(0.0)  # in place: the pre-activation is not needed again
-                inputs.append(h)
+        out, inputs = _relu_stack(h0, params, has_bias, multipliers, in_place=True)
         ctx.multipliers, ctx.has_bias = multipliers, has_bias
         ctx.save_for_backward(*inputs, *params)
-        ctx.depth = len(weights)
-        return h
+        ctx.depth = len(inputs)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
@@ -305,14 +314,7 @@ class _ReluMLP(torch.autograd.Function):
 
     @staticmethod
     def _differentiable_backward(ctx, h0: Tensor, params: Sequence[Tensor], grad: Tensor) -> tuple[Tensor | None, ...]:
-        has_bias, mult = ctx.has_bias, ctx.multipliers
-        weights = params[0::2] if has_bias else params
-        biases = params[1::2] if has_bias else (None,) * len(weights)
-        h = h0
-        for layer, (w, b) in enumerate(zip(weights, biases)):
-            h = _affine(h, w, b, mult[layer])
-            if layer < len(weights) - 1:
-                h = torch.relu(h)
+        h, _ = _relu_stack(h0, params, ctx.has_bias, ctx.multipliers, in_place=False)
         wanted = [h0, *params]
         need = [ctx.needs_input_grad[0], *ctx.needs_input_grad[3:]]
         got = iter(torch.autograd.grad(h, [t for t, n in zip(wanted, need) if n], grad, create_graph=True, allow_unused=True))
