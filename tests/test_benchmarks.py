@@ -20,7 +20,7 @@ def test_quick_benchmark_prints_one_json_record_with_the_issue_keys() -> None:
                           "--device", "cpu"], capture_output=True, text=True, timeout=300, check=True).stdout
     record = json.loads(out.strip().splitlines()[-1])
     for key in ("ensemble_steps_per_s", "loop_steps_per_s", "speedup", "device", "wide_gflops", "sgemm_gflops",
-                "wide_fraction_of_sgemm", "torch"):
+                "wide_fraction_of_sgemm", "wide_gemms_fraction_of_sgemm", "torch"):
         assert key in record, key
     assert record["device"] == "cpu" and record["quick"] is True
     assert record["speedup"] > 0 and record["sgemm_gflops"] > 0
