@@ -4,8 +4,8 @@ Small case (the issue's): 64 MLPs 16→32→32→1 (ReLU, biases) on 128 samples
 100 steps, trained (a) one model at a time with ``torch.optim.SGD`` and (b) all at once by
 ``phenomena.ensemble`` (a natively batched ``MLP``). Wide case: the same at width 256, reported
 as achieved GFLOP/s (:func:`flops_per_model_step`) and as a fraction of this machine's float32
-matmul rate (2048², measured in the same run), next to the fraction its three batched matrix
-products reach alone (:func:`gemm_runner`), the ceiling of the step.
+matmul rate (2048², measured in the same run), next to the fraction the step's matrix products
+reach alone (:func:`gemm_runner`), the ceiling of the step.
 
 Timing: the contenders of each comparison take turns and each keeps its best call (:func:`race`),
 so that the shared host's bursts of contention cannot favour one side. The process keeps freed
@@ -143,25 +143,35 @@ def flops_per_model_step(width: int, samples: int = 128, d: int = 16) -> float:
     return samples * (4.0 * d * width + 6.0 * (width * width + width))
 
 
-def gemm_runner(members: int, width: int, steps: int, device: torch.device,
-                samples: int = 128) -> tuple[Callable[[], None], float]:
-    """The wide step's three width×width batched matrix products alone, ``steps`` times, and their FLOPs.
+def gemm_runner(members: int, width: int, steps: int, device: torch.device) -> tuple[Callable[[], None], float]:
+    """The wide step's matrix products alone, chained as in the step, ``steps`` times, and their FLOPs.
 
-    The same shapes and layouts as the engine's step (feature-major: the forward ``W h + b``, the
-    input gradient ``Wᵀ δ`` and the weight gradient ``δ hᵀ``), on the same tensors every time. It is
-    the ceiling of the engine's rate: everything else in the step adds time and few counted FLOPs.
+    The engine's step (feature-major, :mod:`phenomena.models.mlp`) with everything but its matrix
+    products removed: no ReLU or its mask, no loss, no bias gradient, no update, no autograd. Each
+    product takes the fresh output of the one before, as in the step, so the caches see what they
+    see there. It does the FLOPs :func:`flops_per_model_step` counts, and its rate is the ceiling
+    of the engine's on this machine with these kernels.
     """
+    x, _ = data(device)
     g = torch.Generator().manual_seed(0)
-    w, h, delta = (torch.randn(members, width, k, generator=g).to(device) for k in (width, samples, samples))
-    b = torch.randn(members, width, 1, generator=g).to(device)
+    w1, w2, w3 = (torch.randn(members, o, i, generator=g).to(device) / i**0.5
+                  for o, i in ((width, x.shape[1]), (width, width), (1, width)))
+    b1, b2, b3 = (torch.zeros(members, o, 1, device=device) for o in (width, width, 1))
+    target = torch.randn(members, 1, x.shape[0], generator=g).to(device)
 
     def run() -> None:
         for _ in range(steps):
-            torch.baddbmm(b, w, h)
-            torch.bmm(w.transpose(1, 2), delta)
-            torch.bmm(delta, h.transpose(1, 2))
+            h1 = torch.addmm(b1.reshape(-1, 1), w1.reshape(-1, w1.shape[-1]), x.T).view(members, width, -1)
+            h2 = torch.baddbmm(b2, w2, h1)
+            out = torch.baddbmm(b3, w3, h2)
+            d3 = out - target  # the loss's gradient, up to a constant: one pass over (members, 1, samples)
+            torch.bmm(d3, h2.transpose(1, 2))  # read-out weight gradient
+            d2 = torch.mul(w3.transpose(1, 2), d3)  # gradient to the last hidden layer (outer product)
+            torch.bmm(d2, h1.transpose(1, 2))  # hidden weight gradient
+            d1 = torch.bmm(w2.transpose(1, 2), d2)  # gradient to the first hidden layer
+            d1.reshape(-1, d1.shape[-1]).mm(x)  # first-layer weight gradient
 
-    return run, 3 * 2.0 * members * width * width * samples * steps
+    return run, members * steps * flops_per_model_step(width, samples=x.shape[0], d=x.shape[1])
 
 
 def main() -> None:
