@@ -5,10 +5,15 @@ Speed itself is never asserted here: it is measured by ``make bench`` and record
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from phenomena.benchmarks import load, render
 
@@ -36,3 +41,17 @@ def test_results_table_lists_newest_first_and_skips_bad_lines(tmp_path: Path) ->
     assert table.index("2026-02-01") < table.index("2026-01-01")
     assert "| 5.0 |" in table
     assert render([]).startswith("No benchmark results yet")
+
+
+def test_width_256_flop_count_is_what_torch_counts_in_one_step_of_the_plain_model() -> None:
+    """The GFLOP/s the benchmark reports rest on ``flops_per_model_step``; PyTorch's own FLOP counter,
+    run on one SGD step of the loop's plain ``nn.Sequential`` (the input needs no gradient), must agree."""
+    spec = importlib.util.spec_from_file_location("bench_ensemble", ROOT / "benchmarks" / "ensemble.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    width, samples, d = 64, 128, 16
+    model = nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
+    x, y = torch.randn(samples, d), torch.randn(samples, 1)
+    with FlopCounterMode(display=False) as counter:
+        (model(x) - y).pow(2).mean().backward()
+    assert counter.get_total_flops() == bench.flops_per_model_step(width, samples=samples, d=d)
