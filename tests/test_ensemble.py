@@ -160,3 +160,53 @@ def test_sgd_member_dying_mid_run_is_frozen_while_the_other_matches_torch_sgd():
         ref.step()
     for ours, theirs in zip(net.parameters(), solo):
         assert torch.allclose(ours[0], theirs, rtol=1e-10, atol=1e-12)
+
+
+def _relu_net(seed: int = 3) -> MLP:
+    return MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=3, dtype=DT), generator=torch.Generator().manual_seed(seed))
+
+
+def test_compiled_fit_follows_the_eager_trajectory_and_masks_a_diverged_member():
+    # one graph per step (loss, gradient, momentum update); member 2's loss is infinite from the start
+    x, y = data()
+    blow_up = torch.tensor([1.0, 1.0, float("inf")], dtype=DT)
+    lrs = torch.tensor([0.02, 0.05, 0.05], dtype=DT)
+    runs = {}
+    for compile in (False, True):
+        net = _relu_net()
+        opt = ensemble.SGD(net.parameters(), lrs, momentum=0.9, weight_decay=1e-3)
+        hist = ensemble.fit(opt, lambda net=net: mse(net(x), y) * blow_up, steps=30, on_divergence="mask",
+                            compile=compile)
+        runs[compile] = hist, [p.detach().clone() for p in net.parameters()]
+    (eager, p_eager), (comp, p_comp) = runs[False], runs[True]
+    assert comp.compile_fallback is None, comp.compile_fallback
+    assert comp.diverged_at.tolist() == eager.diverged_at.tolist() == [-1, -1, 0]
+    # float64: the compiler reorders sums, so agreement to rounding, not bit for bit
+    assert torch.allclose(comp.loss[:, :2], eager.loss[:, :2], rtol=1e-10, atol=1e-12)
+    start = list(_relu_net().parameters())
+    for a, b, s in zip(p_comp, p_eager, start):
+        assert torch.allclose(a[:2], b[:2], rtol=1e-10, atol=1e-12)
+        assert torch.equal(a[2], s[2].detach())  # the diverged member never moved
+
+
+def test_compiled_fit_raises_on_divergence_and_falls_back_when_the_compiler_fails(monkeypatch):
+    x, y = data()
+    blow_up = torch.tensor([1.0, float("inf"), 1.0], dtype=DT)
+    net = _relu_net()
+    with pytest.raises(DivergenceError, match=r"became inf at step 0 \(member 1\)"):
+        ensemble.fit(ensemble.SGD(net.parameters(), 0.05), lambda: mse(net(x), y) * blow_up, steps=5, compile=True)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    runs = []
+    for compile in (False, True):
+        net = _relu_net()
+        hist = ensemble.fit(ensemble.SGD(net.parameters(), 0.05), lambda net=net: mse(net(x), y), steps=10,
+                            compile=compile)
+        runs.append((hist, list(net.parameters())))
+    (eager, p_eager), (fallback, p_fallback) = runs
+    assert "no compiler here" in fallback.compile_fallback
+    assert torch.allclose(fallback.loss, eager.loss, rtol=1e-12, atol=0)
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(p_fallback, p_eager))

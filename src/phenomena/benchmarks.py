@@ -18,6 +18,7 @@ COLUMNS = [
     ("compiled_speedup", "compiled speedup"),
     ("wide_gflops", "width 256 GFLOP/s"),
     ("wide_fraction_of_sgemm", "fraction of sgemm"),
+    ("wide_compiled_fraction_of_sgemm", "fraction, compiled"),
     ("wide_gemms_fraction_of_sgemm", "its GEMMs alone"),
     ("git", "git"),
 ]

@@ -27,6 +27,7 @@ masking that protects frozen members; and :func:`phenomena.setup` keeps freed me
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -261,6 +262,8 @@ class History:
     recorded: dict[str, Tensor] = field(default_factory=dict)
     record_steps: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     diverged_at: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    compile_fallback: str | None = None
+    """With ``fit(compile=True)``: why the step ran eagerly after all (the compiler's error), else ``None``."""
 
     @property
     def diverged(self) -> Tensor:
@@ -277,6 +280,7 @@ def fit(
     record_every: int = 1,
     on_divergence: Literal["raise", "mask"] = "raise",
     check_every: int = 1,
+    compile: bool = False,
 ) -> History:
     """Run ``steps`` optimizer steps on all members at once.
 
@@ -289,6 +293,15 @@ def fit(
     stops with :class:`phenomena.train.DivergenceError` naming the step, member and value; the
     check syncs with the device every ``check_every`` steps (raise it on a GPU to avoid a sync per
     step; the reported step is exact either way).
+
+    ``compile=True`` runs each step (the loss, its gradient and the update) as one
+    ``torch.compile``d graph (:func:`_step_function`), where the compiler works, else eagerly (the
+    reason is kept in ``History.compile_fallback``). It pays where steps are many and small: the
+    interpreter and autograd overhead of a step goes, and the element-wise work fuses
+    (``benchmarks/ensemble.py``). The first call compiles for several seconds, so short fits
+    should stay eager. The trajectory agrees with the eager one to float tolerance, not bit for
+    bit (the compiler reorders arithmetic). A member that diverges is masked inside the graph, so
+    the other members take the update of the step that found it before ``fit`` raises.
     """
     from .train import assert_finite
 
@@ -327,29 +340,36 @@ def fit(
         optimizer.all_alive = everyone
         return not everyone and not bool(optimizer.alive.any())
 
-    for step in range(steps + 1):
-        if step % record_every == 0 or step == steps:
-            with torch.no_grad():
-                for k, fn in record.items():
-                    traces[k].append(fn().detach().cpu())
-            rec_steps.append(step)
-        per_member = loss()
-        if per_member.shape != (members,):
-            raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
-        losses[step] = per_member.detach()
-        optimizer.alive &= torch.isfinite(per_member.detach())
-        optimizer.all_alive = False  # until a check has looked
-        if (step % check_every == 0 or step == steps) and check(step):
-            last = step
-            break
-        if step == steps:
-            break
-        if optimizer.all_alive:
-            total = per_member.sum()
-        else:
-            total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
-        grads = torch.autograd.grad(total, params)
-        optimizer.step(grads)
+    compiled_step = compiled(_step_function(optimizer, loss)) if compile and steps > 0 else None
+    # the switch that lets the compiler trace the gradient is read when it traces: on for the whole
+    # loop (entering it costs about 20 us, too much per step), off again on return
+    with _tracing_autograd() if compiled_step is not None else contextlib.nullcontext():
+        for step in range(steps + 1):
+            if step % record_every == 0 or step == steps:
+                with torch.no_grad():
+                    for k, fn in record.items():
+                        traces[k].append(fn().detach().cpu())
+                rec_steps.append(step)
+            if compiled_step is not None and step < steps:
+                optimizer.all_alive = False  # the graph masks on the device: it cannot read the host's check
+                per_member = compiled_step()  # the loss at this step's parameters; the update is done
+            else:
+                per_member = loss()
+                _check_loss_shape(per_member, members)
+                optimizer.alive &= torch.isfinite(per_member.detach())
+            losses[step] = per_member.detach()
+            optimizer.all_alive = False  # until a check has looked
+            if (step % check_every == 0 or step == steps) and check(step):
+                last = step
+                break
+            if step == steps or compiled_step is not None:
+                continue
+            if optimizer.all_alive:
+                total = per_member.sum()
+            else:
+                total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
+            grads = torch.autograd.grad(total, params)
+            optimizer.step(grads)
     losses = losses.cpu()
     bad = ~torch.isfinite(losses[: last + 1])
     diverged_at = torch.where(bad.any(0), bad.to(torch.int8).argmax(0), torch.full((members,), -1)).to(torch.long)
@@ -358,7 +378,45 @@ def fit(
         recorded={k: torch.stack(v) for k, v in traces.items()},
         record_steps=torch.tensor(rec_steps, dtype=torch.long),
         diverged_at=diverged_at,
+        compile_fallback=compiled_step.fallback_reason() if compiled_step is not None else None,
     )
+
+
+def _check_loss_shape(per_member: Tensor, members: int) -> None:
+    if per_member.shape != (members,):
+        raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
+
+
+def _step_function(optimizer: EnsembleOptimizer, loss: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    """One whole training step as a function for ``torch.compile``: the per-member losses at the
+    current parameters, the ``alive`` mask updated from them, and the update of the alive members.
+
+    Everything stays on the device: the mask comes from this step's losses, never from a host
+    check, so the optimizer's masked path runs (``all_alive`` is ``False``), fused by the compiler.
+    The function object is made anew per :func:`fit`, but its code is the same, so a second fit
+    with the same kind of loss and optimizer reuses the compiled graph.
+    """
+    params, members = optimizer.params, optimizer.members
+
+    def step() -> Tensor:
+        per_member = loss()
+        _check_loss_shape(per_member, members)
+        optimizer.alive &= torch.isfinite(per_member.detach())
+        total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
+        optimizer.step(torch.autograd.grad(total, params))
+        return per_member.detach()
+
+    return step
+
+
+def _tracing_autograd():
+    """A context in which ``torch.compile`` traces ``torch.autograd.grad`` into the graph instead of
+    breaking the graph there (``torch._dynamo.config.trace_autograd_ops``); a no-op where this
+    version of PyTorch has no such switch (the step then compiles in pieces, still correct)."""
+    config = getattr(getattr(torch, "_dynamo", None), "config", None)
+    if config is None or not hasattr(config, "trace_autograd_ops"):
+        return contextlib.nullcontext()
+    return config.patch(trace_autograd_ops=True)
 
 
 def compiled(fn: Callable, *, enabled: bool = True, **kwargs) -> Callable:
