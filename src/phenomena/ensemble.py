@@ -23,6 +23,8 @@ node with in-place activations; :func:`fit` reads the ``alive`` mask once per ch
 every member is alive, lets :class:`SGD` update all tensors in one ``_foreach`` call without the
 masking that protects frozen members; and :func:`phenomena.setup` keeps freed memory in the heap
 (:mod:`phenomena.runtime`), since fresh multi-MB activations otherwise page-fault at every step.
+``fit(..., compile=True)`` goes further where steps are many and small: each whole step (loss,
+gradient, update) runs as one ``torch.compile`` graph, with an eager fallback.
 """
 
 from __future__ import annotations
