@@ -5,7 +5,8 @@ Small case (the issue's): 64 MLPs 16→32→32→1 (ReLU, biases) on 128 samples
 ``phenomena.ensemble`` (a natively batched ``MLP``). Wide case: the same at width 256, reported
 as achieved GFLOP/s (:func:`flops_per_model_step`) and as a fraction of this machine's float32
 matmul rate (2048², measured in the same run), next to the fraction the step's matrix products
-reach alone (:func:`gemm_runner`), the ceiling of the step.
+reach alone (:func:`gemm_runner`), the ceiling of the step. ``--compile`` (``make bench``) also
+races the engine with every whole step compiled, ``fit(compile=True)``, at both sizes.
 
 Timing: the contenders of each comparison take turns and each keeps its best call (:func:`race`),
 so that the shared host's bursts of contention cannot favour one side. The process keeps freed
@@ -13,7 +14,7 @@ memory in the heap, as :func:`phenomena.setup` does for the chapters (``--system
 
     python benchmarks/ensemble.py            # full run
     python benchmarks/ensemble.py --quick    # a few seconds
-    python benchmarks/ensemble.py --device cuda
+    python benchmarks/ensemble.py --device cuda --compile
 
 The last line printed is one JSON object; it is also appended to ``benchmarks/results/ensemble.jsonl``.
 """
