@@ -203,7 +203,9 @@ class SGD(EnsembleOptimizer):
 
 class Adam(EnsembleOptimizer):
     """``torch.optim.Adam`` per member, or ``AdamW`` with ``decoupled=True`` (weight decay applied to the
-    weights, ``p ← p(1 − lr·wd)``, instead of added to the gradient). Bias-corrected as in PyTorch."""
+    weights, ``p ← p(1 − lr·wd)``, instead of added to the gradient). Bias-corrected as in PyTorch.
+
+    As in :class:`SGD`, whether weight decay is on at all is decided once, at construction."""
 
     def __init__(
         self,
@@ -222,6 +224,9 @@ class Adam(EnsembleOptimizer):
         self.eps = float(eps)
         self.weight_decay = _per_member(weight_decay, self.members, self.params[0], "weight_decay")
         self.decoupled = bool(decoupled)
+        # decided once, as in SGD: a host read of the device tensor at every step would sync (and
+        # break a compiled step's graph)
+        self.use_weight_decay = bool((self.weight_decay > 0).any())
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         # a member frozen by divergence keeps its own step count, so its bias correction stays its own
@@ -240,7 +245,7 @@ class Adam(EnsembleOptimizer):
             keep = _view(alive, p)
             if self.decoupled:
                 p.mul_(1 - _view(lr * self.weight_decay, p))
-            elif bool((self.weight_decay > 0).any()):
+            elif self.use_weight_decay:
                 g = g + _view(self.weight_decay, p) * p
             m.copy_(torch.where(keep, m * self.beta1 + (1 - self.beta1) * g, m))
             v.copy_(torch.where(keep, v * self.beta2 + (1 - self.beta2) * g * g, v))
