@@ -371,10 +371,7 @@ def fit(
                 break
             if step == steps or compiled_step is not None:
                 continue
-            if optimizer.all_alive:
-                total = per_member.sum()
-            else:
-                total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
+            total = per_member.sum() if optimizer.all_alive else _alive_total(per_member, optimizer.alive)
             grads = torch.autograd.grad(total, params)
             optimizer.step(grads)
     losses = losses.cpu()
@@ -394,6 +391,11 @@ def _check_loss_shape(per_member: Tensor, members: int) -> None:
         raise ValueError(f"loss() must return one loss per member, shape ({members},); got {tuple(per_member.shape)}")
 
 
+def _alive_total(per_member: Tensor, alive: Tensor) -> Tensor:
+    """The sum of the alive members' losses: a frozen member's (non-finite) loss sends no gradient."""
+    return torch.where(alive, per_member, torch.zeros_like(per_member)).sum()
+
+
 def _step_function(optimizer: EnsembleOptimizer, loss: Callable[[], Tensor]) -> Callable[[], Tensor]:
     """One whole training step as a function for ``torch.compile``: the per-member losses at the
     current parameters, the ``alive`` mask updated from them, and the update of the alive members.
@@ -409,8 +411,7 @@ def _step_function(optimizer: EnsembleOptimizer, loss: Callable[[], Tensor]) -> 
         per_member = loss()
         _check_loss_shape(per_member, members)
         optimizer.alive &= torch.isfinite(per_member.detach())
-        total = torch.where(optimizer.alive, per_member, torch.zeros_like(per_member)).sum()
-        optimizer.step(torch.autograd.grad(total, params))
+        optimizer.step(torch.autograd.grad(_alive_total(per_member, optimizer.alive), params))
         return per_member.detach()
 
     return step
