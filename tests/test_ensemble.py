@@ -210,3 +210,22 @@ def test_compiled_fit_raises_on_divergence_and_falls_back_when_the_compiler_fail
     assert "no compiler here" in fallback.compile_fallback
     assert torch.allclose(fallback.loss, eager.loss, rtol=1e-12, atol=0)
     assert all(torch.allclose(a, b, rtol=1e-12, atol=0) for a, b in zip(p_fallback, p_eager))
+
+
+def test_compiled_steps_get_one_code_object_per_kind_of_loss():
+    # torch.compile's cache and recompile limit are per code object: one shared by every fit would
+    # let a process that fits many kinds of loss silently fall back to eager after the eighth
+    net = _relu_net()
+    opt = ensemble.SGD(net.parameters(), 0.1)
+    x, y = data()
+
+    def first():
+        return mse(net(x), y)
+
+    def second():
+        return 2 * mse(net(x), y)
+
+    code = ensemble._step_function(opt, first).__code__
+    assert ensemble._step_function(ensemble.SGD(net.parameters(), 0.2), first).__code__ is code
+    assert ensemble._step_function(opt, second).__code__ is not code
+    assert ensemble._step_function(ensemble.Adam(net.parameters(), 0.1), first).__code__ is not code

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import types
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Sequence
 
@@ -308,7 +309,12 @@ def fit(
     (``benchmarks/ensemble.py``). The first call compiles for several seconds, so short fits
     should stay eager. The trajectory agrees with the eager one to float tolerance, not bit for
     bit (the compiler reorders arithmetic). A member that diverges is masked inside the graph, so
-    the other members take the update of the step that found it before ``fit`` raises.
+    the other members take the update of the step that found it before ``fit`` raises. The graph
+    is specialised to the Python values the loss reads: a loss that reads a Python number changing
+    every step (a minibatch counter) recompiles at each new value and, past torch's limit of 8,
+    runs eagerly; keep such state in tensors (``torch.randint`` indices, say). Random numbers drawn
+    inside the graph come from the compiler's generator: reproducible under ``torch.manual_seed``,
+    but another stream than eager PyTorch's, so the same seed draws other minibatches.
     """
     from .train import assert_finite
 
@@ -402,8 +408,12 @@ def _step_function(optimizer: EnsembleOptimizer, loss: Callable[[], Tensor]) -> 
 
     Everything stays on the device: the mask comes from this step's losses, never from a host
     check, so the optimizer's masked path runs (``all_alive`` is ``False``), fused by the compiler.
-    The function object is made anew per :func:`fit`, but its code is the same, so a second fit
-    with the same kind of loss and optimizer reuses the compiled graph.
+
+    ``torch.compile`` keeps its compiled graphs, and its limit of recompilations (8), per code
+    object. The function is made anew per :func:`fit`, on one copy of its code per kind of loss
+    (the loss's own code) and optimizer: a second fit of the same kind reuses the graph, and a
+    process that fits many kinds does not exhaust one shared limit, which would leave the later
+    kinds running eagerly without a word.
     """
     params, members = optimizer.params, optimizer.members
 
@@ -414,7 +424,13 @@ def _step_function(optimizer: EnsembleOptimizer, loss: Callable[[], Tensor]) -> 
         optimizer.step(torch.autograd.grad(_alive_total(per_member, optimizer.alive), params))
         return per_member.detach()
 
-    return step
+    kind = (type(optimizer), getattr(loss, "__code__", type(loss)))
+    code = _STEP_CODES.setdefault(kind, step.__code__.replace())
+    return types.FunctionType(code, step.__globals__, step.__name__, step.__defaults__, step.__closure__)
+
+
+_STEP_CODES: dict[tuple[type, object], types.CodeType] = {}
+"""One copy of the compiled step's code per kind of loss and optimizer (see :func:`_step_function`)."""
 
 
 def _tracing_autograd():
