@@ -209,10 +209,13 @@ def main() -> None:
     wide_times = race(wide_contenders, device, rounds=2 if args.quick else 6)
     wide = members * wide_steps / wide_times["wide"]
     peak = sgemm_flops / wide_times["sgemm"] / 1e9
-    wide_gflops = wide * flops_per_model_step(256) / 1e9
     gemm_gflops = gemm_flops / wide_times["gemms"] / 1e9
-    wide_compiled_gflops = (members * wide_steps / wide_times["wide compiled"] * flops_per_model_step(256) / 1e9
-                            if args.compile else None)
+
+    def engine_gflops(seconds: float) -> float:
+        return members * wide_steps * flops_per_model_step(256) / seconds / 1e9
+
+    wide_gflops = engine_gflops(wide_times["wide"])
+    wide_compiled_gflops = engine_gflops(wide_times["wide compiled"]) if args.compile else None
     record = {
         "benchmark": "ensemble",
         "case": "64 MLPs 16-32-32-1, 128 samples, full-batch SGD",

@@ -130,12 +130,18 @@ def test_compiled_falls_back_when_compilation_fails():
     assert ensemble.compiled(fn, enabled=False) is fn
 
 
+def _relu_net(members: int = 3, seed: int = 3) -> MLP:
+    """A float64 ReLU MLP ensemble with biases: the one-node path of ``MLP`` that the engine's tests train."""
+    return MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=members, dtype=DT),
+               generator=torch.Generator().manual_seed(seed))
+
+
 def test_sgd_member_dying_mid_run_is_frozen_while_the_other_matches_torch_sgd():
     # member 1's loss turns infinite at the 6th evaluation. Until then the step takes the all-alive
     # fast path; afterwards the masked one, which must keep member 1's weights finite and frozen
     # (its gradients are NaN: 0 * inf) and leave member 0 on torch.optim.SGD's trajectory.
     x, y = data()
-    net = MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=2, dtype=DT), generator=torch.Generator().manual_seed(3))
+    net = _relu_net(members=2)
     start = [p.detach().clone() for p in net.parameters()]
     calls = []
 
@@ -160,10 +166,6 @@ def test_sgd_member_dying_mid_run_is_frozen_while_the_other_matches_torch_sgd():
         ref.step()
     for ours, theirs in zip(net.parameters(), solo):
         assert torch.allclose(ours[0], theirs, rtol=1e-10, atol=1e-12)
-
-
-def _relu_net(seed: int = 3) -> MLP:
-    return MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=3, dtype=DT), generator=torch.Generator().manual_seed(seed))
 
 
 def test_compiled_fit_follows_the_eager_trajectory_and_masks_a_diverged_member():
