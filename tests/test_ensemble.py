@@ -8,7 +8,7 @@ from torch import nn
 
 from phenomena import ensemble
 from phenomena.models import MLP, MLPConfig
-from phenomena.train import DivergenceError
+from phenomena.ensemble import DivergenceError
 
 DT = torch.float64
 

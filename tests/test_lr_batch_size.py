@@ -9,21 +9,18 @@ import torch
 
 from phenomena.experiments import lr_batch_size as ex
 from phenomena.metrics import hessian_top_eigenvalue
-from phenomena.run import single_thread
 from phenomena.train import half_mse
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models: one CPU thread is faster than several spinning on a busy machine."""
-    with single_thread("cpu"):
-        yield
+    yield
 
 
 @pytest.fixture(scope="module")
 def problem() -> ex.Problem:
-    with single_thread("cpu"):
-        return ex.make_problem(hidden=4, pretrain_steps=20, pretrain_lr=1e-2, generator=torch.Generator().manual_seed(0))
+    return ex.make_problem(hidden=4, pretrain_steps=20, pretrain_lr=1e-2, generator=torch.Generator().manual_seed(0))
 
 
 def test_loglog_slope_recovers_a_power_law_and_ignores_non_positive_points():

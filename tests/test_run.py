@@ -61,14 +61,25 @@ def test_finish_writes_results_and_raises_on_failure(results_tmp, capsys):
     assert not list(results_tmp.rglob("*.tmp"))
 
 
-def test_single_thread_restores_the_thread_count():
+def test_set_threads_sets_the_cpu_threads_once_and_reads_the_environment(monkeypatch):
     import torch
 
-    from phenomena.run import single_thread
+    from phenomena.run import set_threads
 
     before = torch.get_num_threads()
-    with single_thread("cpu"):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    with single_thread(torch.device("meta")):  # not the CPU: leaves the setting alone
-        assert torch.get_num_threads() == before
+    try:
+        monkeypatch.delenv("PHENOMENA_THREADS", raising=False)
+        assert set_threads(torch.device("cpu")) == 1
+        monkeypatch.setenv("PHENOMENA_THREADS", "2")
+        assert set_threads(torch.device("cpu")) == 2
+        assert set_threads(torch.device("cpu"), 1) == 1  # the argument wins over the environment
+        monkeypatch.setenv("PHENOMENA_THREADS", "two")
+        with pytest.raises(ValueError, match="PHENOMENA_THREADS must be a positive integer"):
+            set_threads(torch.device("cpu"))
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            set_threads(torch.device("cpu"), 0)
+        torch.set_num_threads(3)
+        assert set_threads(torch.device("meta"), 1) == 3  # not the CPU: leaves the setting alone
+    finally:
+        torch.set_num_threads(before)
+

@@ -5,7 +5,9 @@ import torch
 
 from phenomena.data import linear_target, whitened_inputs
 from phenomena.models import DeepLinearConfig, DeepLinearNetwork
-from phenomena.train import DivergenceError, assert_finite, crossing_time, train_full_batch
+from phenomena.ensemble import DivergenceError, assert_finite
+from phenomena.metrics import crossing_time
+from phenomena.train import train_full_batch
 
 
 def problem(ensemble=3, dtype=torch.float64):

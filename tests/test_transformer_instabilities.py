@@ -11,14 +11,12 @@ import torch
 
 from phenomena.data import markov_language
 from phenomena.experiments import transformer_instabilities as ti
-from phenomena.run import single_thread
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models: one CPU thread is faster than several spinning on a busy machine."""
-    with single_thread("cpu"):
-        yield
+    yield
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -140,7 +140,7 @@ def cmd_gather(args: argparse.Namespace) -> int:
 
 def cmd_scoreboard(args: argparse.Namespace) -> int:
     from .chapters import discover
-    from .run import project_root, results_dir
+    from .contract import project_root, results_dir
     from .scoreboard import SWEEP_TABLE, load_results, render, render_sweeps, write_if_changed
 
     root = project_root()

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .run import project_root
+from .contract import project_root
 
 
 class ChapterError(ValueError):

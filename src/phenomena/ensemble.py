@@ -41,6 +41,28 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state
 
 
+# ----------------------------------------------------------------------------- divergence
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss; the message names the step, the value and a fix."""
+
+
+def assert_finite(loss: Tensor | float, step: int, *, lr: float | None = None, what: str = "loss") -> None:
+    """Raise :class:`DivergenceError` if ``loss`` (any shape) holds a NaN or infinity."""
+    t = torch.as_tensor(loss)
+    if bool(torch.isfinite(t).all()):
+        return
+    bad = t[~torch.isfinite(t)].flatten()[0].item() if t.dim() else t.item()
+    where = ""
+    if t.dim():
+        idx = (~torch.isfinite(t)).nonzero()[0].tolist()
+        where = f" (member {idx[0] if len(idx) == 1 else tuple(idx)})"
+    hint = f"lower the learning rate (lr={lr:g})" if lr is not None else "lower the learning rate"
+    raise DivergenceError(
+        f"training diverged: {what} became {bad} at step {step}{where}; {hint} or the init scale, "
+        "or pass on_divergence='mask' to keep the other members of an ensemble going"
+    )
+
+
 # ----------------------------------------------------------------------------- models
 class VmapEnsemble(nn.Module):
     """``E`` copies of one architecture, parameters stacked on axis 0 and evaluated with ``vmap``.
@@ -298,7 +320,7 @@ def fit(
 
     Divergence: a member whose loss is non-finite is frozen at once (on the device, without a
     host sync) and reported in ``History.diverged_at``. With ``on_divergence="raise"`` the run
-    stops with :class:`phenomena.train.DivergenceError` naming the step, member and value; the
+    stops with :class:`DivergenceError` naming the step, member and value; the
     check syncs with the device every ``check_every`` steps (raise it on a GPU to avoid a sync per
     step; the reported step is exact either way).
 
@@ -316,7 +338,6 @@ def fit(
     inside the graph come from the compiler's generator: reproducible under ``torch.manual_seed``,
     but another stream than eager PyTorch's, so the same seed draws other minibatches.
     """
-    from .train import assert_finite
 
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")

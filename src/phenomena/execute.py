@@ -16,7 +16,7 @@ from typing import Any
 
 from . import scales
 from .chapters import Chapter
-from .run import RESULTS_ENV, ROOT_ENV, project_root
+from .contract import RESULTS_ENV, ROOT_ENV, project_root
 
 
 @dataclass

@@ -8,13 +8,12 @@ cannot forget any of it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import random
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,34 +25,11 @@ import torch
 
 from . import scales
 from .claims import Report
+from .contract import project_root, result_path
 from .runtime import retain_freed_memory
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-RESULTS_ENV = "PHENOMENA_RESULTS"
-ROOT_ENV = "PHENOMENA_ROOT"
-
-
-def project_root(start: Path | None = None) -> Path:
-    """The book's root folder (the one holding ``_toc.yml``).
-
-    ``$PHENOMENA_ROOT`` wins; otherwise walk up from ``start`` (default: the working directory,
-    which is the notebook's folder under Jupyter, papermill and jupyter-book), then from this
-    package's location (an editable install). Falls back to the working directory.
-    """
-    if os.environ.get(ROOT_ENV):
-        return Path(os.environ[ROOT_ENV]).resolve()
-    for base in (start or Path.cwd(), Path(__file__).resolve()):
-        for folder in (base, *base.parents):
-            if (folder / "_toc.yml").is_file() and (folder / "src" / "phenomena").is_dir():
-                return folder
-    return Path.cwd()
-
-
-def results_dir() -> Path:
-    """Where result files go: ``$PHENOMENA_RESULTS`` or ``<root>/results``."""
-    if os.environ.get(RESULTS_ENV):
-        return Path(os.environ[RESULTS_ENV]).resolve()
-    return project_root() / "results"
+THREADS_ENV = "PHENOMENA_THREADS"
 
 
 @lru_cache(maxsize=4)
@@ -114,21 +90,25 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return dev
 
 
-@contextmanager
-def single_thread(device: torch.device | str | None = None) -> Iterator[None]:
-    """Run torch on one CPU thread inside the block, then restore the previous setting.
+def set_threads(device: torch.device, threads: int | None = None) -> int:
+    """Set torch's CPU threads once per run: ``threads``, else ``$PHENOMENA_THREADS``, else 1.
 
     The book's models are tiny (a few hundred thousand numbers per op): splitting each op across
-    threads buys nothing, and on a busy machine the threads' spin-waits cost ten times the work.
-    Experiments wrap their training loops in it. Does nothing when ``device`` is not the CPU.
+    threads buys nothing, and on a busy machine the threads' spin-waits cost ten times the work;
+    several chapters (or sweep points) run side by side instead. Does nothing off the CPU.
+    Returns the number of threads in use.
     """
-    before = torch.get_num_threads()
-    if device is None or torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV)
+        try:
+            threads = int(raw) if raw else 1
+        except ValueError:
+            raise ValueError(f"${THREADS_ENV} must be a positive integer, got {raw!r}") from None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:
@@ -172,6 +152,8 @@ class Run:
     git_revision: str
     versions: dict[str, str]
     params: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    resolved_sizes: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     claims: Report = field(init=False)
@@ -194,8 +176,18 @@ class Run:
         full: Mapping[str, Any],
         **overrides: Any,
     ) -> SimpleNamespace:
-        """This chapter's sizes at the run's scale (see :func:`phenomena.scales.preset`)."""
-        return scales.preset(self.scale, smoke=smoke, default=default, full=full, **overrides)
+        """This chapter's sizes at the run's scale (see :func:`phenomena.scales.preset`).
+
+        A chapter parameter named like a size overrides it when it is not ``None`` (the
+        parameters cell's ``members = None  # None: the scale's preset``), so the notebook does
+        not repeat its knobs here; explicit ``overrides`` win over both. The sizes that resolved
+        are recorded in the results file, so a result says which ``p``, ``steps`` or ``members`` ran.
+        """
+        keys = set(smoke) | set(default) | set(full)
+        from_params = {k: v for k, v in self.params.items() if k in keys and v is not None}
+        size = scales.preset(self.scale, smoke=smoke, default=default, full=full, **{**from_params, **overrides})
+        self.resolved_sizes.update(_jsonable(vars(size)))
+        return size
 
     def generator(self, stream: int = 0, device: torch.device | str | None = None) -> torch.Generator:
         """A torch generator seeded from the run's seed and a stream number.
@@ -220,7 +212,7 @@ class Run:
         return time.perf_counter() - self.started
 
     def result_path(self) -> Path:
-        return results_dir() / self.chapter / f"{self.scale}-seed{self.seed}.json"
+        return result_path(self.chapter, self.scale, self.seed)
 
     def finish(self) -> Path:
         """Write the results file (atomically) and raise if any claim failed.
@@ -239,6 +231,8 @@ class Run:
             "started_at": self.started_at,
             "seconds": round(seconds, 3),
             "params": self.params,
+            "sizes": self.resolved_sizes,
+            "threads": self.threads,
         }
         path = self.result_path()
         self.claims.write(path, record)
@@ -255,13 +249,17 @@ def setup(
     *,
     chapter: str = "scratch",
     params: Mapping[str, Any] | None = None,
+    threads: int | None = None,
     quiet: bool = False,
 ) -> Run:
-    """Resolve the scale, seed everything, pick the device and print the provenance line.
+    """Resolve the scale, seed everything, pick the device, set the threads and print the provenance line.
 
     ``scale=None`` takes ``$PHENOMENA_SCALE`` or ``"default"``; ``device=None`` picks
-    cuda > mps > cpu. ``params`` are the chapter's knobs, stored in the results file so a sweep's
-    table can show them. Bad values raise ``ValueError``/``TypeError`` naming the valid choices.
+    cuda > mps > cpu; ``threads`` (CPU math threads) defaults to ``$PHENOMENA_THREADS`` or 1
+    (:func:`set_threads`). The chapter's knobs are recorded in the results file, so that a
+    result and a sweep's table say what ran: by default every variable of the chapter's
+    ``parameters`` cell, read from the caller's namespace (:func:`chapter_parameters`);
+    ``params`` replaces that. Bad values raise ``ValueError``/``TypeError`` naming the valid choices.
     """
     name = scales.resolve(scale)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -274,6 +272,8 @@ def setup(
     if dev.type == "cpu":
         retain_freed_memory()  # page faults on fresh activations otherwise dominate small models (runtime.py)
     seed_everything(int(seed))
+    if params is None:
+        params = chapter_parameters(chapter, inspect.currentframe().f_back.f_globals)  # type: ignore[union-attr]
     run = Run(
         chapter=chapter,
         scale=name,
@@ -281,11 +281,41 @@ def setup(
         device=dev,
         git_revision=git_revision(project_root()),
         versions=versions(),
-        params=_jsonable(dict(params or {})),
+        params=_jsonable(dict(params)),
+        threads=set_threads(dev, threads),
     )
     if not quiet:
         print(run.provenance())
     return run
+
+
+def chapter_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The values in ``namespace`` of the knobs of ``chapter``'s ``parameters`` cell (reserved ones excluded).
+
+    The knob names come from the stored notebook (found through ``_toc.yml``). A chapter opened
+    outside the book (downloaded alone, in Colab) has no ``_toc.yml`` to find it by: then every
+    plain value of the namespace (numbers, strings, lists, ``None``) counts, which is what the
+    parameters cell holds when ``setup`` runs right after it.
+    """
+    from .chapters import ChapterError, get
+    from .contract import RESERVED
+
+    try:
+        names = [n for n in get(chapter).parameters if n not in RESERVED]
+    except (ChapterError, OSError, ValueError):
+        names = [
+            n for n, v in namespace.items()
+            if not n.startswith("_") and n not in RESERVED and n not in ("In", "Out") and _plain(v)
+        ]
+    return {n: namespace[n] for n in names if n in namespace}
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+from .contract import write_text_atomic
 from .scales import SCALES
 
 SYMBOL = {"pass": "✅", "fail": "❌", "skipped": "⏭️", "not reproduced": "⚠️"}
@@ -115,10 +116,7 @@ def write_if_changed(path: Path, text: str) -> bool:
     path = Path(path)
     if path.is_file() and path.read_text() == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text_atomic(path, text)
     return True
 
 

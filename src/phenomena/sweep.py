@@ -51,7 +51,7 @@ from typing import Any, TextIO
 from . import scales
 from .chapters import Chapter, ChapterError, get, load, parse_value
 from .claims import STATUSES, write_json_atomic
-from .run import ROOT_ENV, project_root
+from .contract import ROOT_ENV, project_root
 
 SWEEP_FILE = "sweep.json"
 POINT_FILE = "point.json"

@@ -25,7 +25,6 @@ from torch import Tensor
 from ..ensemble import SGD, fit
 from ..metrics import ensemble_hessian_top_eigenvalue
 from ..models import MLP, MLPConfig
-from ..run import single_thread
 from ..train import half_mse
 
 DTYPE = torch.float64
@@ -159,8 +158,7 @@ def train_with_sharpness(
         per_point = 0.5 * (net(data.x)[..., 0] - data.y[:, 0]) ** 2
         return torch.stack([per_point[:, idx].mean(1) for idx in (data.positive, data.negative, data.rest)], 1)
 
-    with single_thread(data.x.device):  # tiny matrices: more math threads only add synchronisation
-        return _train(net, params, rates, loss, sharpness, groups, steps, etas)
+    return _train(net, params, rates, loss, sharpness, groups, steps, etas)
 
 
 def _train(net, params, rates, loss, sharpness, groups, steps, etas) -> EoSRun:

@@ -30,7 +30,6 @@ from ..data import ModularTask, modular_task
 from ..ensemble import AdamW, fit
 from ..metrics import active_neurons, neuron_fourier_power, top_frequency_fraction
 from ..models import MLP, MLPConfig
-from ..run import single_thread
 
 LOSSES = ("mse", "ce")
 
@@ -133,15 +132,14 @@ def train_members(
     def fourier_share() -> Tensor:
         return torch.as_tensor(neuron_spectra(net, p).sparse_share(0.9))
 
-    with single_thread(x.device):  # tiny matmuls: more math threads only add synchronisation
-        history = fit(
-            optimizer,
-            objective,
-            steps,
-            record={"train": lambda: accuracy(index, y, train_mask),
-                    "test": lambda: accuracy(index_eval, y_eval, eval_mask), "fourier": fourier_share},
-            record_every=record_every,
-        )
+    history = fit(
+        optimizer,
+        objective,
+        steps,
+        record={"train": lambda: accuracy(index, y, train_mask),
+                "test": lambda: accuracy(index_eval, y_eval, eval_mask), "fourier": fourier_share},
+        record_every=record_every,
+    )
     return GrokkingHistory(
         steps=history.record_steps.numpy(),
         train_acc=history.recorded["train"].numpy(),

@@ -20,7 +20,6 @@ import torch
 from ..data import ICLTasks
 from ..ensemble import Adam, fit
 from ..models import LinearAttentionConfig, LinearSelfAttention
-from ..run import single_thread
 from ..theory.icl import least_squares_risk, optimal_one_step_risk
 
 DTYPE = torch.float32
@@ -85,8 +84,7 @@ def train_layer(
         b = data.sample(batch, generator, device)
         return model.loss(b.tokens, b.y_query)
 
-    with single_thread():
-        history = fit(optimizer, loss, steps)
+    history = fit(optimizer, loss, steps)
     return TrainedLayer(
         tasks=tasks,
         model=model,
@@ -116,16 +114,15 @@ def evaluate(
     e = model.config.ensemble
     sq, sq2, res, pred2 = (torch.zeros(e, dtype=torch.float64, device=device) for _ in range(4))
     done = 0
-    with single_thread():
-        while done < prompts:
-            b = data.sample(min(chunk, prompts - done), generator, device)
-            pred = model.predict(b.tokens)
-            err = ((pred - b.y_query) ** 2).double()
-            sq += err.sum(1)
-            sq2 += (err**2).sum(1)
-            res += (model.gd_residual(b.tokens).double() ** 2).sum(1)
-            pred2 += (pred.double() ** 2).sum(1)
-            done += b.tokens.shape[0]
+    while done < prompts:
+        b = data.sample(min(chunk, prompts - done), generator, device)
+        pred = model.predict(b.tokens)
+        err = ((pred - b.y_query) ** 2).double()
+        sq += err.sum(1)
+        sq2 += (err**2).sum(1)
+        res += (model.gd_residual(b.tokens).double() ** 2).sum(1)
+        pred2 += (pred.double() ** 2).sum(1)
+        done += b.tokens.shape[0]
     risk = sq / prompts
     se = ((sq2 / prompts - risk**2) / prompts).sqrt()
     return pd.DataFrame(

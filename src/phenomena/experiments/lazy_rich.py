@@ -35,8 +35,8 @@ from ..data.hermite import SingleIndexTask
 from ..ensemble import SGD, fit
 from ..metrics import empirical_ntk, feature_alignment, kernel_regression, relative_change
 from ..models import MLP, MLPConfig
-from ..run import single_thread  # tiny tensors: one thread, or spin-waits cost more than the work
-from ..train import crossing_time, half_mse
+from ..metrics.curves import crossing_time
+from ..train import half_mse
 
 DTYPE = torch.float64
 
@@ -103,7 +103,7 @@ def train_lazy_rich(
 
     The network is centred on its initial function on the training and test inputs (the only
     inputs it is ever evaluated on), so every member starts from ``f = 0``. A non-finite loss
-    raises :class:`phenomena.train.DivergenceError` (lower ``eta0`` or raise the smallest ``α``).
+    raises :class:`phenomena.DivergenceError` (lower ``eta0`` or raise the smallest ``α``).
     """
     device = task.x_train.device
     net = committee_machine(task.dim, width, eps, len(alphas), generator).to(device)
@@ -118,18 +118,17 @@ def train_lazy_rich(
     def centred(x: Tensor, f0: Tensor) -> Tensor:
         return (scale[:, None] * (net(x)[..., 0] - f0)).unsqueeze(-1)
 
-    with single_thread():  # tiny matrices: more threads only add spin-waits
-        history = fit(
-            SGD([net.weights[0]], lr),
-            lambda: half_mse(centred(task.x_train, f0_train), y_train),
-            steps,
-            record={
-                "test": lambda: half_mse(centred(task.x_test, f0_test), y_test),
-                "alignment": lambda: feature_alignment(net.weights[0], task.beta),
-                "change": lambda: relative_change([net.weights[0]], [w0]),
-            },
-            record_every=record_every,
-        )
+    history = fit(
+        SGD([net.weights[0]], lr),
+        lambda: half_mse(centred(task.x_train, f0_train), y_train),
+        steps,
+        record={
+            "test": lambda: half_mse(centred(task.x_test, f0_test), y_test),
+            "alignment": lambda: feature_alignment(net.weights[0], task.beta),
+            "change": lambda: relative_change([net.weights[0]], [w0]),
+        },
+        record_every=record_every,
+    )
     return LazyRichRun(
         alphas=np.asarray(list(alphas), float),
         lr=lr.cpu().numpy(),
@@ -175,9 +174,8 @@ def initial_kernel_baseline(run: LazyRichRun, task: SingleIndexTask) -> KernelBa
         single.weights[0].copy_(run.initial_weights[:1])
         single.weights[1].fill_(1.0)
     single.weights[1].requires_grad_(False)
-    with single_thread():
-        k_train = empirical_ntk(single, task.x_train, chunk=256)
-        k_test = empirical_ntk(single, task.x_test, task.x_train, chunk=256)
+    k_train = empirical_ntk(single, task.x_train, chunk=256)
+    k_test = empirical_ntk(single, task.x_test, task.x_train, chunk=256)
     limit = kernel_regression(k_train, task.y_train, k_test)
     rate = float(run.lr[0] * float(run.scale[0]) ** 2)  # η·c², the same for every member
     n = task.x_train.shape[0]
@@ -204,7 +202,7 @@ def grokking_times(run: LazyRichRun, threshold: float) -> pd.DataFrame:
     """When train and test loss first fall to ``threshold`` × their initial value, per ``α``.
 
     ``t_train`` (from the per-step train loss) and ``t_test`` (from the recorded test loss, mapped to
-    steps) are interpolated between samples by :func:`phenomena.train.crossing_time`; ``inf``
+    steps) are interpolated between samples by :func:`phenomena.metrics.crossing_time`; ``inf``
     means never within the run. ``delay = t_test − t_train`` is the grokking delay of Kumar et al.
     (time between the train-loss fall and the test-loss fall) and ``ratio = t_test / t_train`` the
     same gap on the log-time axis of their figures.

@@ -39,7 +39,6 @@ from ..data import load_digits_split
 from ..ensemble import SGD, Adam, fit
 from ..metrics import ensemble_hessian_top_eigenvalue, hessian_top_eigenvalue
 from ..models import MLP, MLPConfig
-from ..run import single_thread
 from ..train import half_mse
 
 DTYPE = torch.float64
@@ -98,10 +97,9 @@ def make_problem(
     y = torch.nn.functional.one_hot(data.y_train, data.n_classes).to(DTYPE)
     config = MLPConfig([data.dim, hidden, data.n_classes], activation="tanh", bias=True, dtype=DTYPE)
     model = MLP(config, generator=generator).to(device)
-    with single_thread(device), torch.no_grad():
+    with torch.no_grad():
         initial = float(half_mse(model(x), y)[0])
-    with single_thread(device):
-        fit(Adam(model.parameters(), pretrain_lr), lambda: half_mse(model(x), y), pretrain_steps)
+    fit(Adam(model.parameters(), pretrain_lr), lambda: half_mse(model(x), y), pretrain_steps)
     with torch.no_grad():
         loss = float(half_mse(model(x), y)[0])
     return Problem(x=x, y=y, model=model, initial_loss=initial, loss=loss)
@@ -178,22 +176,21 @@ def batch_hessian_spectrum(
     if not sizes or min(sizes) < 1 or batches < 1:
         raise ValueError(f"need batch sizes >= 1 and batches >= 1, got {sizes} and {batches}")
     values = []
-    with single_thread(problem.x.device):
-        for size in sizes:
-            net = problem.replicate(batches)
-            idx = _draw(problem, (batches, size), generator)
-            xb, yb = problem.x[idx], problem.y[idx]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                top = ensemble_hessian_top_eigenvalue(
-                    lambda net=net, xb=xb, yb=yb: half_mse(net(xb), yb), list(net.parameters()),
-                    iters=iters, tol=tol, generator=torch.Generator().manual_seed(size),
-                )
-            values.append(top.values.detach().cpu().numpy())
-        model = problem.model
-        full = hessian_top_eigenvalue(
-            lambda: half_mse(model(problem.x), problem.y).sum(), list(model.parameters()), iters=1000, tol=1e-6
-        )
+    for size in sizes:
+        net = problem.replicate(batches)
+        idx = _draw(problem, (batches, size), generator)
+        xb, yb = problem.x[idx], problem.y[idx]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            top = ensemble_hessian_top_eigenvalue(
+                lambda net=net, xb=xb, yb=yb: half_mse(net(xb), yb), list(net.parameters()),
+                iters=iters, tol=tol, generator=torch.Generator().manual_seed(size),
+            )
+        values.append(top.values.detach().cpu().numpy())
+    model = problem.model
+    full = hessian_top_eigenvalue(
+        lambda: half_mse(model(problem.x), problem.y).sum(), list(model.parameters()), iters=1000, tol=1e-6
+    )
     return BatchHessian(batch_sizes=np.asarray(sizes, float), values=np.stack(values), full=float(full))
 
 
@@ -273,27 +270,26 @@ def stability_scan(
     device = problem.x.device
     n_lr = rates.size
     stable, final, precond = [], [], []
-    with single_thread(device):
-        for size in sizes:
-            net = problem.replicate(streams * n_lr)
-            params = list(net.parameters())
-            lr = torch.as_tensor(np.tile(rates, streams), dtype=DTYPE, device=device)
-            opt = SGD(params, lr) if optimizer == "sgd" else Adam(params, lr, betas=betas)
+    for size in sizes:
+        net = problem.replicate(streams * n_lr)
+        params = list(net.parameters())
+        lr = torch.as_tensor(np.tile(rates, streams), dtype=DTYPE, device=device)
+        opt = SGD(params, lr) if optimizer == "sgd" else Adam(params, lr, betas=betas)
 
-            def loss(net: MLP = net, size: int = size) -> Tensor:
-                idx = _draw(problem, (streams, size), generator).repeat_interleave(n_lr, dim=0)
-                return half_mse(net(problem.x[idx]), problem.y[idx])
+        def loss(net: MLP = net, size: int = size) -> Tensor:
+            idx = _draw(problem, (streams, size), generator).repeat_interleave(n_lr, dim=0)
+            return half_mse(net(problem.x[idx]), problem.y[idx])
 
-            history = fit(
-                opt, loss, steps, on_divergence="mask", record={"full": lambda net=net: problem.full_loss(net)},
-                record_every=max(1, steps // checks),
-            )
-            worst = history.recorded["full"].nan_to_num(nan=torch.inf).amax(0)
-            end = history.recorded["full"][-1]
-            ok = ~history.diverged & (worst < problem.initial_loss)
-            stable.append(ok.numpy().reshape(streams, n_lr))
-            final.append(torch.where(history.diverged, torch.nan, end).numpy().reshape(streams, n_lr))
-            precond.append(_adam_scale(opt).reshape(streams, n_lr))
+        history = fit(
+            opt, loss, steps, on_divergence="mask", record={"full": lambda net=net: problem.full_loss(net)},
+            record_every=max(1, steps // checks),
+        )
+        worst = history.recorded["full"].nan_to_num(nan=torch.inf).amax(0)
+        end = history.recorded["full"][-1]
+        ok = ~history.diverged & (worst < problem.initial_loss)
+        stable.append(ok.numpy().reshape(streams, n_lr))
+        final.append(torch.where(history.diverged, torch.nan, end).numpy().reshape(streams, n_lr))
+        precond.append(_adam_scale(opt).reshape(streams, n_lr))
     return StabilityScan(
         optimizer=optimizer,
         batch_sizes=np.asarray(sizes, float),

@@ -25,7 +25,6 @@ from torch import Tensor
 from ..ensemble import SGD, Adam, History, fit
 from ..metrics.collapse import class_means, neural_collapse, within_class_variability
 from ..models.unconstrained import UFMConfig, UnconstrainedFeatures
-from ..run import single_thread  # tiny tensors: one thread, or spin-waits cost more than the work
 
 DTYPE = torch.float64
 
@@ -137,15 +136,14 @@ def train_ufm(
     lh_t = torch.as_tensor(lh, dtype=DTYPE, device=device)
     optimizer = SGD(list(model.parameters()), lr, momentum=momentum)
     record = {"nc1": lambda: within_class_variability(model.features, y)} if record_every > 0 else None
-    with single_thread():
-        history = fit(
-            optimizer,
-            lambda: model.loss(targets, lw_t, lh_t),
-            steps,
-            record=record,
-            record_every=max(record_every, 1),
-            check_every=50,
-        )
+    history = fit(
+        optimizer,
+        lambda: model.loss(targets, lw_t, lh_t),
+        steps,
+        record=record,
+        record_every=max(record_every, 1),
+        check_every=50,
+    )
     return UFMRun(model, y, sizes, depth, with_bias, lw, lh, history)
 
 
@@ -261,8 +259,7 @@ def mlp_collapse(
     done = 0
     while done < steps:
         chunk = min(record_every, steps - done)
-        with single_thread():
-            fit(optimizer, lambda: 0.5 * (net(x) - targets).pow(2).sum(-1).mean(-1), chunk, check_every=chunk)
+        fit(optimizer, lambda: 0.5 * (net(x) - targets).pow(2).sum(-1).mean(-1), chunk, check_every=chunk)
         done += chunk
         rows.append({"step": done, **measure()})
     trace = pd.DataFrame(rows)

@@ -44,7 +44,6 @@ from ..data.digits import DigitsSplit, gaussian_like
 from ..ensemble import Adam, fit
 from ..metrics.probe import probe_accuracy
 from ..models import MLP, MLPConfig
-from ..run import single_thread
 
 DTYPE = torch.float64
 SOURCES: tuple[str, ...] = ("digits", "noise")
@@ -213,8 +212,7 @@ def distill(
     indices shared by all members, ``batch_size`` 256 as in the paper), all members at once. The teacher's targets are computed once (it is frozen). The noise students see fresh
     Gaussian inputs with the digits' per-pixel moments, as many as there are training digits.
     """
-    with single_thread(data.x_train.device):
-        return _distill(data, config, replicas=replicas, generator=generator)
+    return _distill(data, config, replicas=replicas, generator=generator)
 
 
 def _distill(data: DigitsSplit, config: DistillConfig, *, replicas: int, generator: torch.Generator) -> DistillResult:

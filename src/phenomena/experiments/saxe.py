@@ -17,7 +17,8 @@ from torch import Tensor
 
 from ..data import linear_target, whitened_inputs
 from ..models import DeepLinearConfig, DeepLinearNetwork
-from ..train import crossing_time, train_full_batch
+from ..metrics.curves import crossing_time
+from ..train import train_full_batch
 
 DTYPE = torch.float64
 
