@@ -57,7 +57,7 @@ def test_list(book, capsys):
         (["run", "fake", "--scale", "smoke", "-p", "n", "2.5"], "expects a int"),
         (["run", "fake", "--scale", "smoke", "-p", "flag", "1"], "expects a bool"),
         (["run", "fake", "--scale", "smoke", "-p", "widths", "3"], "expects a list"),
-        (["run", "fake", "--scale", "smoke", "-p", "seed", "3"], "--scale/--seed/--device"),
+        (["run", "fake", "--scale", "smoke", "-p", "seed", "3"], "'seed' is set with --seed"),
         (["run", "fake", "--scale", "smoke", "-p", "lr", "0.1", "-p", "lr", "0.2"], "given twice"),
     ],
 )

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from phenomena import ensemble
-from phenomena.models import MLP, MLPConfig
 from phenomena.ensemble import DivergenceError
+from phenomena.models import MLP, MLPConfig
 
 DT = torch.float64
 
@@ -61,7 +61,8 @@ def test_vmap_member_matches_torch_optim_alone(name, ours, theirs):
     opt = ours(ens.parameters(), lrs)
     hist = ensemble.fit(opt, lambda: mse(ens(x), y), steps=25)
     for e in range(3):
-        ref_losses, ref_model = reference(copy.deepcopy(members[e]), lambda p, lr=lrs[e].item(): theirs(p, lr), x, y, 25)
+        lr_e = lrs[e].item()
+        ref_losses, ref_model = reference(copy.deepcopy(members[e]), lambda p, lr=lr_e: theirs(p, lr), x, y, 25)
         assert torch.allclose(hist.loss[:25, e], torch.tensor(ref_losses, dtype=DT), rtol=1e-10, atol=1e-12)
         trained = ens.member(e, members[e])
         for a, b in zip(trained.parameters(), ref_model.parameters()):

@@ -28,7 +28,7 @@ def test_members_are_independent_models(switches: dict) -> None:
     many = GPT(GPTConfig(ensemble=3, **cfg), gen()).eval()
     one = GPT(GPTConfig(ensemble=1, **cfg), gen(5)).eval()
     with torch.no_grad():
-        for (name, p_one), (_, p_many) in zip(one.state_dict().items(), many.state_dict().items()):
+        for (_name, p_one), (_, p_many) in zip(one.state_dict().items(), many.state_dict().items()):
             p_one.copy_(p_many[1:2])
     x = tokens()
     assert torch.allclose(many(x)[1], one(x)[0], atol=1e-12)

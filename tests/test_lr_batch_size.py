@@ -115,7 +115,7 @@ def test_batched_minibatch_hessians_match_one_at_a_time(problem):
     model = problem.model
     for j in range(3):
         x, y = problem.x[idx[j]], problem.y[idx[j]]
-        alone = hessian_top_eigenvalue(lambda: half_mse(model(x), y).sum(), list(model.parameters()),
+        alone = hessian_top_eigenvalue(lambda x=x, y=y: half_mse(model(x), y).sum(), list(model.parameters()),
                                        iters=400, tol=1e-5)
         assert spectrum.values[0, j] == pytest.approx(alone, rel=1e-3)
     full = hessian_top_eigenvalue(lambda: half_mse(model(problem.x), problem.y).sum(), list(model.parameters()),

@@ -30,7 +30,8 @@ def test_split_sizes_partition_and_no_overlap():
 
 
 def test_split_is_seeded():
-    make = lambda s: modular_task(17, 0.4, torch.Generator().manual_seed(s))
+    def make(s):
+        return modular_task(17, 0.4, torch.Generator().manual_seed(s))
     assert torch.equal(make(3).train, make(3).train)
     assert not torch.equal(make(3).train, make(4).train)
 

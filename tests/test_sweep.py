@@ -123,7 +123,7 @@ def test_grid_is_the_product_of_values_and_seeds(book):
         (["tiny-sweep", "-p", "label", "1"], "parameter 'label' of 'tiny-sweep' expects a str"),
         (["tiny-sweep", "-p", "x"], "empty grid: -p x has no values"),
         (["tiny-sweep", "-p", "x", "1", "--seeds"], "empty grid: --seeds has no values"),
-        (["tiny-sweep", "-p", "seed", "1", "2"], "'seed' is set with --seeds"),
+        (["tiny-sweep", "-p", "seed", "1", "2"], "'seed' is set with --seed (--seeds in a sweep)"),
         (["tiny-sweep", "-p", "scale", "smoke"], "'scale' is set with --scale"),
         (["tiny-sweep", "-p", "x", "1", "-p", "x", "2"], "parameter 'x' is given twice"),
         (["tiny-sweep", "-p", "x", "1", "1.0"], "lists the value 1.0 twice"),

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from phenomena.data import linear_target, whitened_inputs
-from phenomena.models import DeepLinearConfig, DeepLinearNetwork
 from phenomena.ensemble import DivergenceError, assert_finite
 from phenomena.metrics import crossing_time
+from phenomena.models import DeepLinearConfig, DeepLinearNetwork
 from phenomena.train import train_full_batch
 
 

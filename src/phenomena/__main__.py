@@ -10,17 +10,19 @@ Examples::
 
 Exit codes: ``run``: 0 all claims passed, 1 a claim failed (or the chapter raised).
 ``sweep``: 0 every point finished (its claims, passed or not, are in the table), 1 a point failed,
-130 interrupted (rerun the same command to resume). Any command: 2 bad input.
+130 interrupted (rerun the same command to resume). Any command: 2 bad input (a :class:`~phenomena.contract.ContractError`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import scales
+from .contract import ContractError
 
 
 def _parse_pairs(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def _parse_pairs(pairs: Sequence[Sequence[str]] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in pairs or []:
         if name in out:
-            raise ValueError(f"parameter {name!r} given twice")
+            raise ContractError(f"parameter {name!r} given twice; give each -p NAME once")
         out[name] = parse_value(value)
     return out
 
@@ -98,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import SweepInterrupted, make_grid, run_sweep
 
     if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs is the number of workers of the embedded cluster, at least 1; got {args.jobs}")
+        raise ContractError(f"--jobs is the number of workers of the embedded cluster, at least 1; got {args.jobs}")
     grid = make_grid(
         args.chapter,
         args.param,
@@ -241,12 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "scale", None) is not None or args.command in ("run", "sweep"):
         try:
             args.scale = scales.resolve(getattr(args, "scale", None))
-        except (ValueError, TypeError) as err:
+        except ContractError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     try:
         return int(args.func(args))
-    except (ValueError, TypeError) as err:
+    except ContractError as err:  # bad input only: any other exception is a bug and shows its traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

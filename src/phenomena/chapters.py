@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
-from .contract import project_root
+from .contract import ContractError, project_root
 
 
-class ChapterError(ValueError):
+class ChapterError(ContractError):
     """A chapter, parameter or value that does not exist or does not fit; the message lists the valid ones."""
 
 

@@ -198,7 +198,7 @@ class Report:
         return claim
 
     # ----------------------------------------------------------------- views
-    def table(self):  # noqa: ANN201 - pandas.DataFrame
+    def table(self):
         """The report as a DataFrame; numbers rounded to 4 significant digits so reruns print alike."""
         import pandas as pd
 

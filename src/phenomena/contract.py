@@ -26,13 +26,22 @@ from typing import Any
 RESULTS_ENV = "PHENOMENA_RESULTS"
 ROOT_ENV = "PHENOMENA_ROOT"
 SCALE_ENV = "PHENOMENA_SCALE"
+THREADS_ENV = "PHENOMENA_THREADS"
 
 #: The knobs every chapter's ``parameters`` cell must have, and the driver flag that sets each.
-RESERVED: dict[str, str] = {"scale": "--scale", "seed": "--seed/--seeds", "device": "--device"}
+RESERVED: dict[str, str] = {"scale": "--scale", "seed": "--seed (--seeds in a sweep)", "device": "--device"}
 
 
 class ContractError(ValueError):
-    """A chapter, parameter or value that breaks the contract; the message says what is valid."""
+    """Bad input: a chapter, parameter, scale or value that breaks the contract; the message says what is valid.
+
+    The command line maps exactly these (and their subclasses) to "bad input" (exit status 2); any
+    other exception is a bug and shows its traceback.
+    """
+
+
+class ContractTypeError(ContractError, TypeError):
+    """Bad input of the wrong type (a scale that is not a string, a seed that is not an integer)."""
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -75,7 +84,7 @@ def check_reserved(chapter: str, knobs: Iterable[str], given: Iterable[str] = ()
     ``knobs`` are the chapter's parameter names: each reserved one must be among them.
     ``given`` are the names a user set as chapter parameters (``-p NAME ...``): none may be reserved.
     """
-    knobs = set(knobs)
+    knobs = list(knobs)
     missing = [name for name in RESERVED if name not in knobs]
     if missing:
         raise ContractError(
@@ -84,28 +93,34 @@ def check_reserved(chapter: str, knobs: Iterable[str], given: Iterable[str] = ()
         )
     clash = [name for name in given if name in RESERVED]
     if clash:
-        flags = ", ".join(f"{name} with {RESERVED[name]}" for name in clash)
-        others = ", ".join(sorted(k for k in knobs if k not in RESERVED)) or "(none)"
-        raise ContractError(f"set {flags}, not with -p; the parameters of {chapter!r} are: {others}")
+        flags = ", ".join(f"{name!r} is set with {RESERVED[name]}" for name in clash)
+        others = ", ".join(k for k in knobs if k not in RESERVED) or "(none)"
+        raise ContractError(f"{flags}, not with -p (e.g. --seeds 0 1 2, --scale smoke); "
+                            f"the parameters of {chapter!r} are: {others}")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never a part.
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a part.
 
-    The text is flushed and fsynced in a temporary file beside ``path``, then renamed over it:
+    The bytes are flushed and fsynced in a temporary file beside ``path``, then renamed over it:
     a sweep killed at any moment (or a power cut) leaves no half-written file that looks finished.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """:func:`write_bytes_atomic` of ``text`` in UTF-8."""
+    write_bytes_atomic(path, text.encode())
 
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:

@@ -33,8 +33,9 @@ import contextlib
 import copy
 import math
 import types
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -277,7 +278,7 @@ class Adam(EnsembleOptimizer):
         self.steps += 1
 
 
-def AdamW(params: Iterable[Tensor], lr: float | Tensor | Sequence[float], **kwargs) -> Adam:  # noqa: N802
+def AdamW(params: Iterable[Tensor], lr: float | Tensor | Sequence[float], **kwargs) -> Adam:
     """``torch.optim.AdamW`` per member (PyTorch's default ``weight_decay=0.01``)."""
     kwargs.setdefault("weight_decay", 0.01)
     return Adam(params, lr, decoupled=True, **kwargs)
@@ -482,7 +483,7 @@ def compiled(fn: Callable, *, enabled: bool = True, **kwargs) -> Callable:
                 out = candidate(*args, **kw)
                 state["impl"] = candidate
                 return out
-            except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+            except Exception as err:
                 state["impl"], state["why"] = fn, f"{type(err).__name__}: {err}"
                 return fn(*args, **kw)
         return impl(*args, **kw)  # type: ignore[operator]

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import scales
 from .chapters import Chapter
-from .contract import RESULTS_ENV, ROOT_ENV, project_root
+from .contract import RESULTS_ENV, ROOT_ENV, check_reserved, project_root, result_path, run_name
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
                 await super().start_kernel(**kw)
                 return
             log.parent.mkdir(parents=True, exist_ok=True)
-            with open(log, "ab") as fh:  # noqa: ASYNC230 - the kernel keeps its own copy of the descriptor
+            with open(log, "ab") as fh:
                 kw.update(stdout=fh, stderr=fh)
                 await super().start_kernel(**kw)
 
@@ -67,13 +67,8 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
 def build_parameters(chapter: Chapter, scale: str, seed: int, device: str | None, params: dict[str, Any]) -> dict:
     """The papermill parameters for one run, validated against the chapter's ``parameters`` cell."""
     scale = scales.resolve(scale)
-    for required in ("scale", "seed", "device"):
-        if required not in chapter.parameters:
-            raise ValueError(f"chapter {chapter.slug!r} lacks the {required!r} knob in its parameters cell")
+    check_reserved(chapter.slug, chapter.parameters, params)
     values = chapter.validate(dict(params))
-    reserved = {"scale", "seed", "device"} & set(values)
-    if reserved:
-        raise ValueError(f"set {', '.join(sorted(reserved))} with --scale/--seed/--device, not with -p")
     return {"scale": scale, "seed": int(seed), "device": device, **values}
 
 
@@ -104,10 +99,11 @@ def execute(
 
     parameters = build_parameters(chapter, scale, seed, device, params or {})
     root = project_root(chapter.path.parent)
-    output = Path(output or root / "_build" / "executed" / chapter.slug / f"{parameters['scale']}-seed{seed}.ipynb")
+    name = run_name(parameters["scale"], seed)
+    output = Path(output or root / "_build" / "executed" / chapter.slug / f"{name}.ipynb")
     output.parent.mkdir(parents=True, exist_ok=True)
     results = Path(results or root / "results").resolve()
-    result_path = results / chapter.slug / f"{parameters['scale']}-seed{seed}.json"
+    path = result_path(chapter.slug, parameters["scale"], seed, results)
     started = time.time()
     error: str | None = None
     kernel_env = {ROOT_ENV: str(root), **(env or {}), RESULTS_ENV: str(results)}
@@ -124,11 +120,11 @@ def execute(
         )
     except pm.PapermillExecutionError as err:
         error = f"{err.ename}: {err.evalue}"
-    except Exception as err:  # noqa: BLE001 - a kernel death or timeout is reported, not raised
+    except Exception as err:
         error = f"{type(err).__name__}: {err}"
     result = None
-    if result_path.is_file() and result_path.stat().st_mtime >= started - 1:
-        result = json.loads(result_path.read_text())
+    if path.is_file() and path.stat().st_mtime >= started - 1:
+        result = json.loads(path.read_text())
     if result is not None and error and error.startswith("ClaimsFailed"):
         error = None  # the claims table says what failed
-    return Execution(output, result_path, result, error, time.time() - started)
+    return Execution(output, path, result, error, time.time() - started)

@@ -6,7 +6,8 @@ book numbers and captions the figure; these helpers take care of the axes and th
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np

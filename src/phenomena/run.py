@@ -14,22 +14,22 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import scales
 from .claims import Report
-from .contract import project_root, result_path
+from .contract import THREADS_ENV, project_root, result_path
 from .runtime import retain_freed_memory
 
 DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-THREADS_ENV = "PHENOMENA_THREADS"
 
 
 @lru_cache(maxsize=4)
@@ -199,11 +199,11 @@ class Run:
         gen.manual_seed(self.seed * 1_000_003 + stream)
         return gen
 
-    def check(self, name: str, measured: Any, **kwargs: Any):  # noqa: ANN201 - returns claims.Claim
+    def check(self, name: str, measured: Any, **kwargs: Any):
         """Record a claim (see :meth:`phenomena.claims.Report.check`)."""
         return self.claims.check(name, measured, **kwargs)
 
-    def report(self):  # noqa: ANN201 - returns pandas.DataFrame
+    def report(self):
         """The claims table, rounded so that reruns print the same text."""
         return self.claims.table()
 

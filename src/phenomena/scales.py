@@ -9,13 +9,16 @@ the narrative never branches on the scale.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
+
+from .contract import SCALE_ENV, ContractError, ContractTypeError
 
 SCALES: tuple[str, ...] = ("smoke", "default", "full")
 """Scales from smallest to largest; a claim's ``min_scale`` refers to this order."""
 
-ENV_VAR = "PHENOMENA_SCALE"
+ENV_VAR = SCALE_ENV
 
 BUDGET_SECONDS: dict[str, float] = {"smoke": 45.0, "default": 180.0, "full": 600.0}
 """Wall-clock budget of one chapter at each scale (smoke and default on 2 CPU cores, full on one GPU)."""
@@ -33,12 +36,12 @@ def resolve(scale: str | None = None) -> str:
     else:
         source = "the scale argument"
     if not isinstance(scale, str):
-        raise TypeError(
+        raise ContractTypeError(
             f"scale must be a string, one of {', '.join(SCALES)}; got {scale!r} ({type(scale).__name__})"
         )
     name = scale.strip().lower()
     if name not in SCALES:
-        raise ValueError(f"unknown scale {scale!r} (from {source}); valid scales are: {', '.join(SCALES)}")
+        raise ContractError(f"unknown scale {scale!r} (from {source}); valid scales are: {', '.join(SCALES)}")
     return name
 
 
@@ -75,11 +78,11 @@ def preset(
     for other in ("default", "full"):
         if set(tables[other]) != keys:
             missing = sorted(keys ^ set(tables[other]))
-            raise ValueError(f"size presets must declare the same names at every scale; differ in: {missing}")
+            raise ContractError(f"size presets must declare the same names at every scale; differ in: {missing}")
     chosen = dict(tables[name])
     for key, value in overrides.items():
         if key not in keys:
-            raise ValueError(f"override {key!r} is not a size of this chapter; sizes are: {', '.join(sorted(keys))}")
+            raise ContractError(f"override {key!r} is not a size of this chapter; sizes are: {', '.join(sorted(keys))}")
         if value is not None:
             chosen[key] = value
     return SimpleNamespace(**chosen)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .contract import write_text_atomic
 from .scales import SCALES
@@ -142,7 +143,7 @@ def render_sweep(folder: Path, image_dir: Path | None = None, chapter_titles: di
     import re
     import shutil
 
-    from .sweep import FIGURE, collect, plot_summary
+    from .sweep.table import FIGURE, collect, plot_summary
 
     folder = Path(folder)
     result = collect(folder)

@@ -7,10 +7,9 @@ backward pass (members share no parameters, so each member's gradient is its own
 
 from __future__ import annotations
 
-import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
 from .ensemble import SGD, History, fit

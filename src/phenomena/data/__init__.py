@@ -19,5 +19,6 @@ __all__ = [
     "modular_task", "DigitsSplit", "gaussian_like", "load_digits_split", "random_labels",
     "separable_gaussian", "tyurin_worst_case",
 ]
-from .markov import MarkovLanguage, markov_language  # noqa: E402
+from .markov import MarkovLanguage, markov_language
+
 __all__ += ["MarkovLanguage", "markov_language"]

@@ -169,7 +169,8 @@ def train_grokking(
     """
     x, y, x_test, y_test = task.split(device=device)
     members = len(weight_decays)
-    ones = lambda n: torch.ones(members, n, dtype=torch.bool, device=x.device)
+    def ones(n):
+        return torch.ones(members, n, dtype=torch.bool, device=x.device)
     return train_members(x, y, ones(len(y)), x_test, y_test, ones(len(y_test)), p=task.p, hidden=hidden, lr=lr,
                          weight_decay=list(weight_decays), steps=steps, generator=generator, **kwargs)
 

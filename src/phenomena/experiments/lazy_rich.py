@@ -34,8 +34,8 @@ from torch import Tensor
 from ..data.hermite import SingleIndexTask
 from ..ensemble import SGD, fit
 from ..metrics import empirical_ntk, feature_alignment, kernel_regression, relative_change
-from ..models import MLP, MLPConfig
 from ..metrics.curves import crossing_time
+from ..models import MLP, MLPConfig
 from ..train import half_mse
 
 DTYPE = torch.float64

@@ -7,8 +7,8 @@ few percent and the matrices are tiny.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from ..data import linear_target, whitened_inputs
-from ..models import DeepLinearConfig, DeepLinearNetwork
 from ..metrics.curves import crossing_time
+from ..models import DeepLinearConfig, DeepLinearNetwork
 from ..train import train_full_batch
 
 DTYPE = torch.float64

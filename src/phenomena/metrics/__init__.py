@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .curves import NEVER, capped_loss, crossing_time, loglog_slope
 from .collapse import class_means, neural_collapse, within_class_variability
+from .curves import NEVER, capped_loss, crossing_time, loglog_slope
 from .fourier import active_neurons, fourier_power, neuron_fourier_power, top_frequency_fraction
 from .hessian import ensemble_hessian_top_eigenvalue, hessian_top_eigenvalue, minibatch_hessian_top_eigenvalue
 from .ntk import empirical_ntk, kernel_regression
@@ -17,5 +17,6 @@ __all__ = [
     "minibatch_hessian_top_eigenvalue", "active_neurons", "fourier_power", "neuron_fourier_power",
     "top_frequency_fraction", "probe_accuracy", "ridge_probe",
 ]
-from .attention import attention_entropy  # noqa: E402
+from .attention import attention_entropy
+
 __all__ += ["attention_entropy"]

@@ -12,5 +12,6 @@ __all__ = [
     "PARAMETERIZATIONS", "MLPConfig", "LinearAttentionConfig", "LinearSelfAttention", "LSA_INITS",
     "UFMConfig", "UnconstrainedFeatures",
 ]
-from .gpt import GPT, NORMS, GPTConfig, Probes, lm_loss  # noqa: E402
+from .gpt import GPT, NORMS, GPTConfig, Probes, lm_loss
+
 __all__ += ["GPT", "GPTConfig", "NORMS", "Probes", "lm_loss"]

@@ -31,5 +31,6 @@ __all__ = [
     "arccos_kernel", "gaussian_expectation", "ntk_two_layer", "ntk_two_layer_std", "relu_ntk",
     "batch_perceptron", "steps_to_separate", "worst_case_steps",
 ]
-from .attention import attention_entropy_bound, entropy_lower_bound, extremal_logits, softmax_entropy  # noqa: E402
+from .attention import attention_entropy_bound, entropy_lower_bound, extremal_logits, softmax_entropy
+
 __all__ += ["attention_entropy_bound", "entropy_lower_bound", "extremal_logits", "softmax_entropy"]
