@@ -1,5 +1,5 @@
 # One entry point per job. Each target bootstraps .venv from the pinned versions on first use.
-#   make test    the whole test suite (unit tests + every chapter at `smoke`, papermill + nbval)
+#   make test    lint, then the whole test suite (unit tests + every chapter at `smoke`, papermill + nbval)
 #   make book    execute the chapters at `default` (cached) and render _build/html
 #   make bench   the speed benchmarks (never part of the tests)
 #   make sweep   a chapter over a grid on Dask: CHAPTER=saxe-deep-linear ARGS="-p lr 0.004 0.005 --seeds 0 1 --scale smoke"
@@ -16,7 +16,7 @@ PIP_EXTRA ?=
 TEST_JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all test book bench sweep clean distclean venv
+.PHONY: all test lint book bench sweep clean distclean venv
 
 all: test
 
@@ -28,9 +28,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q $(PIP_EXTRA) -c constraints.txt -e ".[book,test,dev]"
 	@touch $@
 
-test: $(STAMP)
+test: $(STAMP) lint
 	@OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+# Lint: ruff's rules as set in pyproject.toml, on the package, the tests and the benchmarks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks tools
 
 # The scoreboard page includes a table made from results/*.json: make it, execute and render the
 # chapters (cached), remake the table with the new results, render again (only that page changes).

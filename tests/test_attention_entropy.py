@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phenomena.data import markov_language
-from phenomena.experiments import attention_entropy as experiment
+from phenomena.experiments import attention_entropy_collapse as experiment
 from phenomena.models import GPT, GPTConfig
 from phenomena.theory import attention_entropy_bound, entropy_lower_bound, extremal_logits, softmax_entropy
 
@@ -93,7 +93,7 @@ def test_prefix_sigma_x_is_the_top_eigenvalue_of_each_prefix() -> None:
 @pytest.mark.parametrize("sigma_reparam", [False, True])
 def test_head_query_key_reproduces_the_models_attention(sigma_reparam: bool) -> None:
     config = GPTConfig(vocab_size=11, context=6, layers=2, heads=2, width=8, norm="post",
-                       sigma_reparam=sigma_reparam, ensemble=2, dtype=torch.float64)
+                       sigma_reparam=sigma_reparam, members=2, dtype=torch.float64)
     model = GPT(config, torch.Generator().manual_seed(3))
     tokens = torch.randint(0, 11, (3, 6), generator=torch.Generator().manual_seed(4))
     probed = experiment.bound_probe(model, tokens)
@@ -116,7 +116,17 @@ def test_short_training_run_records_every_step_and_the_sigma_gamma_ratio() -> No
     assert reparam.gamma_ratio[0] == pytest.approx(1.0, abs=1e-2)  # 31 power steps on the initial W
     assert np.all(reparam.margin >= -1e-12) and np.all(base.margin >= -1e-12)
     assert base.loss[0, 0] == base.loss[0, 1]  # same init and data across the learning rates
-    np.testing.assert_array_equal(experiment.collapse_step(base).shape, (2,))
+    assert experiment.collapse_step(base).shape == (2,)
+
+
+def test_collapse_and_divergence_steps_are_first_crossings_and_never_is_inf() -> None:
+    from types import SimpleNamespace
+
+    entropy = np.array([[2.0, 2.0], [1.5, 2.0], [0.9, 1.9], [0.5, 1.8]])[:, :, None, None]  # (record, member, 1, 1)
+    loss = np.array([[1.0, 1.0], [0.9, 0.8], [1.2, 0.7], [3.0, 0.6]])
+    run = SimpleNamespace(entropy=entropy, loss=loss)
+    assert experiment.collapse_step(run).tolist() == [2.0, float("inf")]  # below half of 2.0 first at record 2
+    assert experiment.divergence_step(run).tolist() == [2.0, float("inf")]  # above the initial loss first at 2
 
 
 def test_train_lr_grid_checks_its_arguments() -> None:

@@ -71,7 +71,7 @@ def test_vmap_member_matches_torch_optim_alone(name, ours, theirs):
 
 def test_native_mlp_member_matches_torch_optim_adam():
     x, y = data()
-    cfg = MLPConfig([5, 16, 1], activation="tanh", ensemble=2, dtype=DT)
+    cfg = MLPConfig([5, 16, 1], activation="tanh", members=2, dtype=DT)
     net = MLP(cfg, generator=torch.Generator().manual_seed(3))
     w0 = [w[1].detach().clone() for w in net.weights]
     opt = ensemble.Adam(net.parameters(), torch.tensor([1e-3, 1e-2], dtype=DT))
@@ -103,7 +103,7 @@ def test_divergent_member_is_masked_and_reported_not_poisoning_others():
 
 
 def test_per_member_hyperparameters_validate():
-    net = MLP(MLPConfig([3, 4, 1], ensemble=3))
+    net = MLP(MLPConfig([3, 4, 1], members=3))
     with pytest.raises(ValueError, match="one value per member"):
         ensemble.SGD(net.parameters(), [0.1, 0.2])
     with pytest.raises(ValueError, match="non-negative"):
@@ -113,7 +113,7 @@ def test_per_member_hyperparameters_validate():
 
 
 def test_scale_members_and_from_seeds():
-    net = MLP(MLPConfig([3, 4, 1], ensemble=2), generator=torch.Generator().manual_seed(0))
+    net = MLP(MLPConfig([3, 4, 1], members=2), generator=torch.Generator().manual_seed(0))
     before = net.weights[0].detach().clone()
     ensemble.scale_members(net, [1.0, 3.0])
     assert torch.allclose(net.weights[0][1], 3 * before[1]) and torch.allclose(net.weights[0][0], before[0])
@@ -133,7 +133,7 @@ def test_compiled_falls_back_when_compilation_fails():
 
 def _relu_net(members: int = 3, seed: int = 3) -> MLP:
     """A float64 ReLU MLP ensemble with biases: the one-node path of ``MLP`` that the engine's tests train."""
-    return MLP(MLPConfig([5, 16, 16, 1], bias=True, ensemble=members, dtype=DT),
+    return MLP(MLPConfig([5, 16, 16, 1], bias=True, members=members, dtype=DT),
                generator=torch.Generator().manual_seed(seed))
 
 
@@ -169,7 +169,16 @@ def test_sgd_member_dying_mid_run_is_frozen_while_the_other_matches_torch_sgd():
         assert torch.allclose(ours[0], theirs, rtol=1e-10, atol=1e-12)
 
 
+def _needs_a_compiler() -> None:
+    """torch.compile's CPU backend writes C++: without a compiler it can only fall back, so skip."""
+    import shutil
+
+    if not any(shutil.which(cc) for cc in ("c++", "g++", "clang++", "cc")):
+        pytest.skip("no C++ compiler on this machine: torch.compile falls back to eager here")
+
+
 def test_compiled_fit_follows_the_eager_trajectory_and_masks_a_diverged_member():
+    _needs_a_compiler()
     # one graph per step (loss, gradient, momentum update); member 2's loss is infinite from the start
     x, y = data()
     blow_up = torch.tensor([1.0, 1.0, float("inf")], dtype=DT)

@@ -25,8 +25,8 @@ def tokens(batch: int = 4, t: int = 8, vocab: int = 16, seed: int = 1) -> torch.
 def test_members_are_independent_models(switches: dict) -> None:
     """Member e of an ensemble computes what a one-member GPT with member e's parameters computes."""
     cfg = dict(vocab_size=16, context=8, layers=2, heads=2, width=16, dtype=torch.float64, **switches)
-    many = GPT(GPTConfig(ensemble=3, **cfg), gen()).eval()
-    one = GPT(GPTConfig(ensemble=1, **cfg), gen(5)).eval()
+    many = GPT(GPTConfig(members=3, **cfg), gen()).eval()
+    one = GPT(GPTConfig(members=1, **cfg), gen(5)).eval()
     with torch.no_grad():
         for (_name, p_one), (_, p_many) in zip(one.state_dict().items(), many.state_dict().items()):
             p_one.copy_(p_many[1:2])
@@ -35,7 +35,7 @@ def test_members_are_independent_models(switches: dict) -> None:
 
 
 def test_probes_are_causal_distributions_and_report_the_largest_logit() -> None:
-    model = GPT(GPTConfig(vocab_size=16, context=8, heads=2, width=16, ensemble=2, dtype=torch.float64), gen())
+    model = GPT(GPTConfig(vocab_size=16, context=8, heads=2, width=16, members=2, dtype=torch.float64), gen())
     x = tokens()
     logits, probes = model(x, probe=True)
     assert logits.shape == (2, 4, 8, 16) and probes.max_logit.shape == (2, 2, 2)
@@ -72,7 +72,7 @@ def test_sigma_reparam_sets_the_spectral_norm_to_gamma() -> None:
     Training steps refine u, v by one power-iteration step each (the paper's recipe); how well
     that tracks a moving W is the chapter's measurement, not pinned here.
     """
-    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, sigma_reparam=True, ensemble=2), gen())
+    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, sigma_reparam=True, members=2), gen())
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     lang = markov_language(16, 3, generator=gen(2))
     u_before = model.linears()[0].u.clone()
@@ -110,7 +110,7 @@ def test_gpt_rejects_bad_configs_and_inputs() -> None:
         GPTConfig(norm="sandwich")
     with pytest.raises(ValueError, match="layers"):
         GPTConfig(layers=0)
-    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, ensemble=2), gen())
+    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, members=2), gen())
     with pytest.raises(ValueError, match="context"):
         model(tokens(t=9))
     with pytest.raises(ValueError, match="idx must be"):
@@ -161,7 +161,7 @@ def test_attention_entropy_of_uniform_and_one_hot_rows() -> None:
 
 
 def test_share_init_gives_every_member_the_same_weights_and_power_vectors() -> None:
-    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, sigma_reparam=True, ensemble=3), gen()).share_init(1)
+    model = GPT(GPTConfig(vocab_size=16, context=8, width=16, sigma_reparam=True, members=3), gen()).share_init(1)
     for t in list(model.parameters()) + list(model.buffers()):
         assert torch.equal(t[0], t[1]) and torch.equal(t[2], t[1])
     out = model.eval()(tokens())

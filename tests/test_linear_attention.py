@@ -26,7 +26,7 @@ def test_gd_construction_predicts_one_step_gd_exactly():
 
 def test_predict_is_the_last_entry_of_the_full_forward_pass():
     b = _batch()
-    model = LinearSelfAttention(LinearAttentionConfig(ensemble=2, init_scale=0.5), generator=torch.Generator().manual_seed(0))
+    model = LinearSelfAttention(LinearAttentionConfig(members=2, init_scale=0.5), generator=torch.Generator().manual_seed(0))
     out = model(b.tokens)
     assert out.shape == (2, 64, 21, 6)
     torch.testing.assert_close(out[..., -1, -1], model.predict(b.tokens), rtol=1e-10, atol=1e-10)
@@ -35,7 +35,7 @@ def test_predict_is_the_last_entry_of_the_full_forward_pass():
 def test_preconditioner_is_the_part_odd_in_the_labels():
     """Flipping every context label flips exactly the GD part x_qᵀΓg of a random layer's prediction."""
     b = _batch(seed=3)
-    model = LinearSelfAttention(LinearAttentionConfig(ensemble=3, init_scale=0.7), generator=torch.Generator().manual_seed(2))
+    model = LinearSelfAttention(LinearAttentionConfig(members=3, init_scale=0.7), generator=torch.Generator().manual_seed(2))
     flipped = b.tokens.clone()
     flipped[:, :-1, -1] *= -1
     odd = (model.predict(b.tokens) - model.predict(flipped)) / 2
@@ -47,7 +47,7 @@ def test_preconditioner_is_the_part_odd_in_the_labels():
 
 def test_zero_couplings_leaves_one_step_gd():
     b = _batch(seed=4)
-    model = LinearSelfAttention(LinearAttentionConfig(ensemble=3, init_scale=0.7), generator=torch.Generator().manual_seed(2))
+    model = LinearSelfAttention(LinearAttentionConfig(members=3, init_scale=0.7), generator=torch.Generator().manual_seed(2))
     model.zero_couplings(torch.tensor([True, False, True]))
     res = model.gd_residual(b.tokens).abs().amax(1)
     assert res[0] < 1e-12 and res[2] < 1e-12 and res[1] > 1e-3
@@ -57,8 +57,8 @@ def test_zero_couplings_leaves_one_step_gd():
 
 def test_members_are_independent():
     b = _batch()
-    big = LinearSelfAttention(LinearAttentionConfig(ensemble=3), generator=torch.Generator().manual_seed(5))
-    one = LinearSelfAttention(LinearAttentionConfig(ensemble=1))
+    big = LinearSelfAttention(LinearAttentionConfig(members=3), generator=torch.Generator().manual_seed(5))
+    one = LinearSelfAttention(LinearAttentionConfig(members=1))
     with torch.no_grad():
         one.value.copy_(big.value[1:2])
         one.key_query.copy_(big.key_query[1:2])
@@ -71,15 +71,15 @@ def test_bad_config_raises():
         LinearAttentionConfig(init="xavier")
     with pytest.raises(ValueError, match="d must"):
         LinearAttentionConfig(d=0)
-    with pytest.raises(ValueError, match="ensemble"):
-        LinearAttentionConfig(ensemble=0)
+    with pytest.raises(ValueError, match="members must"):
+        LinearAttentionConfig(members=0)
     with pytest.raises(ValueError, match="gamma must"):
         LinearSelfAttention.from_preconditioner(torch.zeros(2, 3))
 
 
 def test_short_training_learns_the_optimal_step():
     """A few hundred Adam steps on fresh isotropic tasks bring Γ near n/(n+1+d+σ²)·I."""
-    from phenomena.experiments.icl import train_layer
+    from phenomena.experiments.icl_linear_regression import train_layer
 
     tasks = ICLTasks(d=5, n=20, noise=0.1)
     trained = train_layer(tasks, members=2, steps=300, batch=512, lr=0.01, init_scale=0.1,

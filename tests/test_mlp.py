@@ -27,18 +27,18 @@ def test_mup_output_is_small_and_first_layer_is_order_one():
 
 
 def test_shapes_ensemble_and_output_scale():
-    cfg = MLPConfig([3, 10, 2], ensemble=4, bias=True, output_scale=2.0)
+    cfg = MLPConfig([3, 10, 2], members=4, bias=True, output_scale=2.0)
     net = MLP(cfg, generator=gen())
     x = torch.randn(6, 3)
     assert net(x).shape == (4, 6, 2) and net.features(x).shape == (4, 6, 10)
-    half = MLP(MLPConfig([3, 10, 2], ensemble=4, bias=True, output_scale=1.0), generator=gen())
+    half = MLP(MLPConfig([3, 10, 2], members=4, bias=True, output_scale=1.0), generator=gen())
     assert torch.allclose(net(x), 2 * half(x))
 
 
 def test_ensemble_member_trains_like_a_single_model():
     x, y = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 1, dtype=torch.float64)
-    many = MLP(MLPConfig([3, 8, 1], activation="tanh", ensemble=3, dtype=torch.float64), generator=gen())
-    one = MLP(MLPConfig([3, 8, 1], activation="tanh", ensemble=1, dtype=torch.float64), generator=gen(1))
+    many = MLP(MLPConfig([3, 8, 1], activation="tanh", members=3, dtype=torch.float64), generator=gen())
+    one = MLP(MLPConfig([3, 8, 1], activation="tanh", members=1, dtype=torch.float64), generator=gen(1))
     with torch.no_grad():
         for a, b in zip(one.weights, many.weights):
             a.copy_(b[2:3])
@@ -48,7 +48,7 @@ def test_ensemble_member_trains_like_a_single_model():
 
 
 @pytest.mark.parametrize("bad", [dict(activation="swish9"), dict(parameterization="sp"), dict(init_scale=0.0),
-                                 dict(output_scale=0.0), dict(widths=[3]), dict(ensemble=0)])
+                                 dict(output_scale=0.0), dict(widths=[3]), dict(members=0)])
 def test_bad_config_names_valid_choices(bad):
     with pytest.raises(ValueError):
         MLPConfig(**({"widths": [3, 4, 1]} | bad))
@@ -79,7 +79,7 @@ def test_fused_relu_path_matches_layer_by_layer_autograd_bit_for_bit(widths, bia
     # not depend on which path ran; exact equality, not a tolerance
     members = 3
     for dtype, output_scale in ((torch.float32, 1.0), (torch.float64, 3.0)):
-        net = MLP(MLPConfig(widths, bias=bias, parameterization=parameterization, ensemble=members, dtype=dtype,
+        net = MLP(MLPConfig(widths, bias=bias, parameterization=parameterization, members=members, dtype=dtype,
                             output_scale=output_scale), generator=gen(1))
         with torch.no_grad():
             for b in net.biases:
@@ -96,7 +96,7 @@ def test_fused_relu_path_matches_layer_by_layer_autograd_bit_for_bit(widths, bia
 
 def test_fused_relu_path_gives_exact_hessian_vector_products(monkeypatch):
     # create_graph=True sends the backward through a differentiable recomputation
-    net = MLP(MLPConfig([5, 8, 8, 1], bias=True, ensemble=2, dtype=torch.float64), generator=gen(5))
+    net = MLP(MLPConfig([5, 8, 8, 1], bias=True, members=2, dtype=torch.float64), generator=gen(5))
     x, y = torch.randn(12, 5, dtype=torch.float64), torch.randn(12, 1, dtype=torch.float64)
     params = list(net.parameters())
     v = [torch.randn_like(p) for p in params]
@@ -114,7 +114,7 @@ def test_fused_relu_path_gives_exact_hessian_vector_products(monkeypatch):
 
 
 def test_fused_path_is_off_under_torch_func_and_without_grad():
-    net = MLP(MLPConfig([4, 6, 6, 1], ensemble=1), generator=gen())
+    net = MLP(MLPConfig([4, 6, 6, 1], members=1), generator=gen())
     seen = []
     torch.func.vmap(lambda row: (seen.append(net._fused()), net(row.unsqueeze(0)))[1])(torch.randn(3, 4))
     with torch.no_grad():

@@ -25,7 +25,7 @@ def test_linear_target_has_the_singular_values():
 
 
 def test_orthogonal_init_is_an_isometry():
-    net = DeepLinearNetwork(DeepLinearConfig([8] * 6, init="orthogonal", ensemble=3, dtype=torch.float64), generator=gen())
+    net = DeepLinearNetwork(DeepLinearConfig([8] * 6, init="orthogonal", members=3, dtype=torch.float64), generator=gen())
     sv = torch.linalg.svdvals(net.end_to_end())
     assert torch.allclose(sv, torch.ones_like(sv), atol=1e-10)
 
@@ -37,7 +37,7 @@ def test_gaussian_init_variance():
 
 def test_decoupled_init_sets_every_mode_and_nothing_else():
     _, u, v = linear_target([5.0, 4.0, 1.0], 8, 8, gen(), torch.float64)
-    cfg = DeepLinearConfig([8, 16, 16, 8], init="decoupled", init_scale=1e-3, ensemble=2, dtype=torch.float64)
+    cfg = DeepLinearConfig([8, 16, 16, 8], init="decoupled", init_scale=1e-3, members=2, dtype=torch.float64)
     net = DeepLinearNetwork(cfg, generator=gen(), modes=(u, v))
     assert torch.allclose(net.mode_strengths(u, v), torch.full((2, 3), 1e-3, dtype=torch.float64))
     assert torch.allclose(net.end_to_end(), 1e-3 * (u @ v.T).expand(2, -1, -1), atol=1e-15)
@@ -46,7 +46,7 @@ def test_decoupled_init_sets_every_mode_and_nothing_else():
 
 
 def test_forward_shapes_and_members_are_independent():
-    net = DeepLinearNetwork(DeepLinearConfig([3, 5, 2], ensemble=4), generator=gen())
+    net = DeepLinearNetwork(DeepLinearConfig([3, 5, 2], members=4), generator=gen())
     x = torch.randn(7, 3)
     assert net(x).shape == (4, 7, 2)
     assert net(x.expand(4, -1, -1)).shape == (4, 7, 2)
@@ -55,7 +55,7 @@ def test_forward_shapes_and_members_are_independent():
 
 
 @pytest.mark.parametrize("bad", [dict(widths=[3]), dict(widths=[3, 0]), dict(init="xavier"),
-                                 dict(init_scale=0.0), dict(ensemble=0)])
+                                 dict(init_scale=0.0), dict(members=0)])
 def test_bad_config(bad):
     with pytest.raises(ValueError):
         DeepLinearConfig(**({"widths": [3, 4]} | bad))

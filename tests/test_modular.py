@@ -58,10 +58,8 @@ def test_sample_size_boundary_and_first_reached():
     import numpy as np
     import pandas as pd
 
-    from phenomena.experiments.grokking import first_reached, smallest_generalising
+    from phenomena.experiments.grokking_modular import smallest_generalising
 
-    curve = np.array([[0.1, 0.0], [0.96, 0.2], [1.0, 0.5]])
-    assert first_reached(curve, np.array([0, 10, 20]), 0.95).tolist() == [10.0, float("inf")]
     table = pd.DataFrame({"p": [5, 5, 5, 7, 7], "n": [10, 20, 30, 15, 25],
                           "generalised": [True, False, True, False, False]})
     out = smallest_generalising(table).set_index("p")
@@ -70,12 +68,12 @@ def test_sample_size_boundary_and_first_reached():
 
 
 def test_pair_forward_equals_the_mlp_on_one_hot_pairs():
-    from phenomena.experiments.grokking import pair_forward, pair_index
+    from phenomena.experiments.grokking_modular import pair_forward, pair_index
     from phenomena.models import MLP, MLPConfig
 
     task = modular_task(7, 0.5, torch.Generator().manual_seed(0))
     x = task.inputs()
-    net = MLP(MLPConfig([14, 9, 7], activation="quadratic", ensemble=3), generator=torch.Generator().manual_seed(1))
+    net = MLP(MLPConfig([14, 9, 7], activation="quadratic", members=3), generator=torch.Generator().manual_seed(1))
     index = pair_index(x, 7)
     assert index.tolist()[:2] == [[0, 7], [0, 8]]  # pair (a, b) = (0, 0), (0, 1): columns a and p + b
     assert torch.allclose(pair_forward(net, index), net(x), atol=1e-6)
@@ -86,13 +84,13 @@ def test_pair_forward_equals_the_mlp_on_one_hot_pairs():
 
 
 def test_grokking_history_tracks_accuracy_and_fourier_share():
-    from phenomena.experiments.grokking import train_grokking
+    from phenomena.experiments.grokking_modular import train_grokking
 
     task = modular_task(11, 0.5, torch.Generator().manual_seed(0))
-    hist = train_grokking(task, weight_decays=[1.0, 0.0], hidden=16, lr=0.01, steps=20,
+    hist = train_grokking(task, weight_decays=[1.0, 0.0], width=16, lr=0.01, steps=20,
                           generator=torch.Generator().manual_seed(1), record_every=10)
     assert hist.steps.tolist() == [0, 10, 20]
     assert hist.train_acc.shape == hist.test_acc.shape == hist.fourier_share.shape == (3, 2)
     assert ((hist.fourier_share >= 0) & (hist.fourier_share <= 1)).all()
     with pytest.raises(ValueError, match="mse, ce"):
-        train_grokking(task, weight_decays=[1.0], hidden=4, lr=0.01, steps=1, generator=torch.Generator(), loss="l1")
+        train_grokking(task, weight_decays=[1.0], width=4, lr=0.01, steps=1, generator=torch.Generator(), loss="l1")

@@ -27,11 +27,11 @@ def test_two_layer_closed_form():
 
 def test_ensemble_gives_each_members_kernel():
     g = torch.Generator().manual_seed(0)
-    many = MLP(MLPConfig([4, 16, 1], activation="tanh", ensemble=3), generator=g)
+    many = MLP(MLPConfig([4, 16, 1], activation="tanh", members=3), generator=g)
     x = torch.randn(5, 4)
     k = empirical_ntk(many, x)
     assert k.shape == (3, 5, 5)
-    one = MLP(MLPConfig([4, 16, 1], activation="tanh", ensemble=1))
+    one = MLP(MLPConfig([4, 16, 1], activation="tanh", members=1))
     with torch.no_grad():
         for a, b in zip(one.weights, many.weights):
             a.copy_(b[1:2])

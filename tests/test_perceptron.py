@@ -48,18 +48,18 @@ def test_worst_case_refuses_degenerate_sizes():
 
 
 def test_large_step_gd_over_gamma_approaches_the_perceptron():
-    from phenomena.experiments.large_step import logistic_gd
+    from phenomena.experiments.large_step_logistic import logistic_gd
 
     x, y = separable_gaussian(40, 3, margin=0.2, generator=torch.Generator().manual_seed(0))
-    sweep = logistic_gd(x, y, [1.0, 1e3, 1e5], 15)  # this set's smallest perceptron margin is 3.7e-4
-    d = sweep.distance()
+    scan = logistic_gd(x, y, [1.0, 1e3, 1e5], 15)  # this set's smallest perceptron margin is 3.7e-4
+    d = scan.distance()
     assert d[2] < d[1] < d[0]
     assert d[2] < 1e-10
 
 
-def test_not_separated_returns_minus_one_and_bad_labels_raise():
+def test_not_separated_returns_never_and_bad_labels_raise():
     a = np.array([[1.0], [1.0]])
     y = np.array([1.0, -1.0])
-    assert steps_to_separate(batch_perceptron(a, y, 3), a, y) == -1
+    assert steps_to_separate(batch_perceptron(a, y, 3), a, y) == float("inf")
     with pytest.raises(ValueError, match="labels"):
         batch_perceptron(a, np.array([1.0, 0.0]), 3)

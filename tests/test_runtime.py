@@ -9,7 +9,11 @@ def test_retain_freed_memory_reports_what_it_did(monkeypatch):
     assert runtime.allocator_status() == "system (PHENOMENA_SYSTEM_MALLOC is set)"
     monkeypatch.delenv("PHENOMENA_SYSTEM_MALLOC")
     applied = runtime.retain_freed_memory()
-    assert runtime.allocator_status() == ("retain-freed" if applied else runtime.allocator_status())
+    if applied:
+        assert runtime.allocator_status() == "retain-freed"
+    else:  # off glibc Linux: the status names the reason, never claims to retain
+        assert runtime.allocator_status().startswith("system (") and "PHENOMENA_SYSTEM_MALLOC" not in \
+            runtime.allocator_status()
     assert runtime.retain_freed_memory() is applied  # idempotent
 
 

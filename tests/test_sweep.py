@@ -109,7 +109,12 @@ def test_grid_is_the_product_of_values_and_seeds(book):
     assert make_grid("tiny-sweep", [["x", "1.0"]], [0], "smoke").points()[0].id == \
         make_grid("tiny-sweep", [["x", "1"]], [0], "smoke").points()[0].id
     assert Grid.from_json(json.loads(json.dumps(grid.to_json()))) == grid
-    assert grid.default_out() == grid.default_out() and grid.default_out().parent == book / "sweeps"
+    # the same command, typed again (values in another spelling), finds the same folder; another grid another one
+    again = make_grid("tiny-sweep", [["x", "1.0", "2.5"], ["label", "a", "b"]], [0, 1, 2], "smoke")
+    assert again.default_out() == grid.default_out() and grid.default_out().parent == book / "sweeps"
+    assert make_grid("tiny-sweep", [["x", "1", "2.5"]], [0, 1, 2], "smoke").default_out() != grid.default_out()
+    assert make_grid("tiny-sweep", [["x", "1", "2.5"], ["label", "a", "b"]], [0, 1], "smoke").default_out() != \
+        grid.default_out()
     assert "-p x 1.0 2.5 -p label a b --seeds 0 1 2 --scale smoke" in grid.command()
 
 

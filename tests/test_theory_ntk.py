@@ -17,7 +17,7 @@ from phenomena.theory.ntk import ACTIVATION_PAIRS
 
 
 def _empirical(x: torch.Tensor, activation: str, width: int, members: int, seed: int = 0, **kw) -> np.ndarray:
-    config = MLPConfig([x.shape[1], width, 1], activation=activation, parameterization="ntk", ensemble=members,
+    config = MLPConfig([x.shape[1], width, 1], activation=activation, parameterization="ntk", members=members,
                        dtype=torch.float64, **kw)
     net = MLP(config, generator=torch.Generator().manual_seed(seed))
     return empirical_ntk(net, x).reshape(members, x.shape[0], x.shape[0]).numpy()
@@ -127,18 +127,8 @@ def test_linearized_prediction_is_gradient_descent_on_the_linear_model():
     feats = rng.normal(size=(n_all, 20))
     k = feats @ feats.T / 20
     f0, y = rng.normal(size=n_all), rng.normal(size=n_train)
-    run = ntk_width.WidthRun("linear", 20, k[None], k[None, :n_train, :n_train], f0[None], f0[None], np.zeros((1, 1)))
+    run = ntk_width.WidthResult("linear", 20, k[None], k[None, :n_train, :n_train], f0[None], f0[None], np.zeros((1, 1)))
     f = f0.copy()
     for _ in range(steps):
         f = f - lr / n_train * k[:, :n_train] @ (f[:n_train] - y)
     assert np.allclose(ntk_width.linearized_prediction(run, y, n_train, lr, steps)[0], f, atol=1e-10)
-
-
-def test_loglog_slope():
-    x = np.array([128, 256, 512, 1024])
-    assert np.isclose(ntk_width.loglog_slope(x, 3.0 * x**-0.5), -0.5)
-    assert np.isnan(ntk_width.loglog_slope([1.0], [1.0]))
-    import pandas as pd
-
-    table = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "n": np.r_[x, x], "v": np.r_[3.0 * x**-0.5, 0.1 * x**-0.5]})
-    assert np.isclose(ntk_width.pooled_slope(table, "n", "v", by="g"), -0.5)

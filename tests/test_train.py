@@ -5,23 +5,22 @@ import torch
 
 from phenomena.data import linear_target, whitened_inputs
 from phenomena.ensemble import DivergenceError, assert_finite
-from phenomena.metrics import crossing_time
 from phenomena.models import DeepLinearConfig, DeepLinearNetwork
 from phenomena.train import train_full_batch
 
 
-def problem(ensemble=3, dtype=torch.float64):
+def problem(members=3, dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
     x = whitened_inputs(8, 4, g, dtype)
     m, _, _ = linear_target([2.0, 1.0], 4, 4, g, dtype)
-    net = DeepLinearNetwork(DeepLinearConfig([4, 6, 4], init_scale=0.5, ensemble=ensemble, dtype=dtype), generator=g)
+    net = DeepLinearNetwork(DeepLinearConfig([4, 6, 4], init_scale=0.5, members=members, dtype=dtype), generator=g)
     return net, x, x @ m.T
 
 
 def test_ensemble_member_equals_training_it_alone():
     net, x, y = problem()
     lrs = torch.tensor([0.01, 0.05, 0.1], dtype=torch.float64)
-    alone = DeepLinearNetwork(DeepLinearConfig([4, 6, 4], ensemble=1, dtype=torch.float64))
+    alone = DeepLinearNetwork(DeepLinearConfig([4, 6, 4], members=1, dtype=torch.float64))
     with torch.no_grad():
         for w_alone, w in zip(alone.weights, net.weights):
             w_alone.copy_(w[1:2])
@@ -66,10 +65,3 @@ def test_assert_finite_names_member():
     with pytest.raises(DivergenceError, match=r"member 2"):
         assert_finite(torch.tensor([1.0, 2.0, math.nan]), step=7)
     assert_finite(torch.tensor([1.0]), step=0)
-
-
-def test_crossing_time_interpolates_in_log_space():
-    curve = torch.tensor([[1.0, 1.0], [0.1, 1.0], [0.01, 1.0]])
-    t = crossing_time(curve, torch.tensor([10 ** -0.5, 0.5]))
-    assert t[0].item() == pytest.approx(0.5)
-    assert math.isinf(t[1].item())

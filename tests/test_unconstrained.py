@@ -1,4 +1,4 @@
-"""The unconstrained-features model, its training routine, Gaussian clusters and the sweep helpers."""
+"""The unconstrained-features model, its training routine, Gaussian clusters and the scan helpers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from phenomena.theory import class_mean_gram, class_mean_norms
 
 
 def small_model(depth: int = 2, bias=False, ensemble: int = 2) -> UnconstrainedFeatures:
-    config = UFMConfig(samples=12, classes=3, dim=5, depth=depth, bias=bias, ensemble=ensemble)
+    config = UFMConfig(samples=12, classes=3, dim=5, depth=depth, bias=bias, members=ensemble)
     return UnconstrainedFeatures(config, generator=torch.Generator().manual_seed(0))
 
 
@@ -61,7 +61,7 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="depth"):
         UFMConfig(samples=10, classes=2, dim=3, depth=0)
     with pytest.raises(ValueError, match="bias"):
-        UFMConfig(samples=10, classes=2, dim=3, bias=(True,), ensemble=2)
+        UFMConfig(samples=10, classes=2, dim=3, bias=(True,), members=2)
 
 
 def test_training_reaches_the_closed_form():

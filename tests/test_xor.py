@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from phenomena.data import XorClusters, xor_clusters, xor_means
-from phenomena.experiments import xor as experiment
+from phenomena.experiments import xor_benign_grokking as experiment
 
 
 def test_xor_clusters_shapes_labels_and_flips():
@@ -37,12 +37,12 @@ def test_xor_clusters_exact_flips_and_seeding():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"eta": 0.5}, "eta"), ({"n": 0}, "n must"), ({"dim": 1}, "dim"), ({"mu_norm": 0.0}, "mu_norm")],
+    [({"flip_fraction": 0.5}, "flip_fraction"), ({"n": 0}, "n must"), ({"dim": 1}, "dim"), ({"mu_norm": 0.0}, "mu_norm")],
 )
 def test_xor_clusters_rejects_bad_arguments(kwargs, match):
-    args = {"n": 10, "dim": 5, "mu_norm": 1.0, "eta": 0.1} | kwargs
+    args = {"n": 10, "dim": 5, "mu_norm": 1.0, "flip_fraction": 0.1} | kwargs
     with pytest.raises(ValueError, match=match):
-        xor_clusters(args["n"], args["dim"], args["mu_norm"], args["eta"], torch.Generator().manual_seed(0))
+        xor_clusters(args["n"], args["dim"], args["mu_norm"], args["flip_fraction"], torch.Generator().manual_seed(0))
 
 
 def test_means_are_orthogonal_and_equal_norm():
@@ -61,7 +61,7 @@ def test_bayes_accuracy_matches_monte_carlo():
     assert experiment.bayes_accuracy(mu, 0.2) == pytest.approx(0.8 * clean + 0.2 * (1 - clean))
     assert experiment.bayes_accuracy(20.0) == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ValueError):
-        experiment.bayes_accuracy(1.0, eta=0.6)
+        experiment.bayes_accuracy(1.0, flip_fraction=0.6)
 
 
 def test_linear_classifier_scores_one_half_on_xor():
@@ -88,7 +88,7 @@ def test_checkpoints_start_with_the_first_steps():
 
 def test_train_xor_small_run_records_everything_and_fits_after_one_step():
     hist = experiment.train_xor(
-        n=20, dim=2000, mu_norm=math.sqrt(40.0), eta=0.1, width=16, members=2, lr=0.08, steps=5,
+        n=20, dim=2000, mu_norm=math.sqrt(40.0), flip_fraction=0.1, width=16, members=2, lr=0.08, steps=5,
         init_scale=1e-3, n_test=50, data_generator=torch.Generator().manual_seed(0),
         init_generator=torch.Generator().manual_seed(1),
     )

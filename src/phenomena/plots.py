@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 PALETTE = "colorblind"
@@ -76,19 +75,12 @@ def band(ax: Axes, x: Sequence[float], values: np.ndarray, *, label: str | None 
         ax.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), alpha=0.2, color=line.get_color())
 
 
-def check_labelled(fig: Figure) -> None:
-    """Raise if an axes of ``fig`` that holds data has no x or y label (used by tests and chapters)."""
-    for ax in fig.axes:
-        if ax.has_data() and (not ax.get_xlabel() or not ax.get_ylabel()):
-            raise ValueError(f"axes {ax.get_title()!r} lacks an axis label")
-
-
 def plain_log_formatter() -> FuncFormatter:
     """Tick labels on a log axis as plain numbers (``20``, ``0.01``) instead of ``2×10¹``."""
     return FuncFormatter(lambda v, _pos: f"{v:g}")
 
 
-__all__ = ["set_theme", "subplots", "label", "colors", "band", "check_labelled", "plain_log_formatter",
+__all__ = ["set_theme", "subplots", "label", "colors", "band", "plain_log_formatter",
            "NullFormatter", "finite"]
 
 

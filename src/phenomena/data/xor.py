@@ -50,7 +50,7 @@ def xor_clusters(
     n: int,
     dim: int,
     mu_norm: float,
-    eta: float,
+    flip_fraction: float,
     generator: torch.Generator,
     *,
     sets: int | None = None,
@@ -61,15 +61,15 @@ def xor_clusters(
     leading axis (one per ensemble member), or one data set when ``sets`` is ``None``.
 
     Each point picks one of the four clusters ``±μ₁, ±μ₂`` uniformly, adds ``N(0, I_dim)`` noise, and
-    has its label flipped with probability ``eta`` (``eta = 0``: clean data, e.g. a test set).
-    ``exact_flips=True`` flips exactly ``round(eta·n)`` labels of each set, chosen uniformly: the
+    has its label flipped with probability ``flip_fraction`` (``flip_fraction = 0``: clean data, e.g. a test set).
+    ``exact_flips=True`` flips exactly ``round(flip_fraction·n)`` labels of each set, chosen uniformly: the
     same distribution conditioned on the number of flips, so that a small set is never left
     without flipped points to watch.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if not 0 <= eta < 0.5:
-        raise ValueError(f"eta (the label-flip rate) must be in [0, 0.5), got {eta}")
+    if not 0 <= flip_fraction < 0.5:
+        raise ValueError(f"flip_fraction (the label-flip rate) must be in [0, 0.5), got {flip_fraction}")
     if sets is not None and sets < 1:
         raise ValueError(f"sets must be >= 1 or None, got {sets}")
     means = xor_means(dim, mu_norm, dtype=dtype)
@@ -81,8 +81,8 @@ def xor_clusters(
     y_clean = (1 - 2 * cluster).to(dtype)
     if exact_flips:
         ranks = torch.rand(shape, generator=generator).argsort(-1).argsort(-1)
-        flipped = ranks < round(eta * n)
+        flipped = ranks < round(flip_fraction * n)
     else:
-        flipped = torch.rand(shape, generator=generator, dtype=dtype) < eta
+        flipped = torch.rand(shape, generator=generator, dtype=dtype) < flip_fraction
     y = torch.where(flipped, -y_clean, y_clean)
     return XorClusters(x=x, y_clean=y_clean, y=y, flipped=flipped, means=means)

@@ -89,11 +89,11 @@ def opposing_signal_data(
 
 
 @dataclass
-class EoSRun:
+class EoSResult:
     """One batched run: ``loss (steps+1, E)``, ``group_loss (steps+1, E, 3)`` for (positive, negative,
     rest), and the sharpness ``(K, E)`` measured at ``sharpness_steps``."""
 
-    etas: np.ndarray
+    lrs: np.ndarray
     loss: np.ndarray
     group_loss: np.ndarray
     sharpness_steps: np.ndarray
@@ -103,14 +103,14 @@ class EoSRun:
     @property
     def edge(self) -> np.ndarray:
         """``2/η`` per member: the stability threshold of gradient descent on a quadratic."""
-        return 2.0 / self.etas
+        return 2.0 / self.lrs
 
 
 def train_with_sharpness(
     data: OpposingSignalData,
-    etas: Sequence[float],
+    lrs: Sequence[float],
     *,
-    hidden: int,
+    width: int,
     depth: int,
     steps: int,
     sharpness_every: int,
@@ -118,25 +118,25 @@ def train_with_sharpness(
     init_scale: float = 1.0,
     power_iters: int = 20,
     tol: float = 1e-2,
-) -> EoSRun:
-    """Full-batch GD at every step size in ``etas`` at once (one MLP ensemble, same init for all).
+) -> EoSResult:
+    """Full-batch GD at every step size in ``lrs`` at once (one MLP ensemble, same init for all).
 
     The members start from the *same* weights, so they differ only by their step size. The
     squared loss ``½·mean (f − y)²`` is recorded at every step for the whole set and for each
     group; the sharpness every ``sharpness_every`` steps, by power iteration warm-started from the
     previous eigenvectors (``tol`` bounds the residual ``‖Hv − λv‖/|λ|``).
     """
-    members = len(etas)
+    members = len(lrs)
     dim = data.x.shape[1]
-    config = MLPConfig([dim] + [hidden] * depth + [1], activation="tanh", bias=True, ensemble=1, dtype=DTYPE, init_scale=init_scale)
+    config = MLPConfig([dim] + [width] * depth + [1], activation="tanh", bias=True, members=1, dtype=DTYPE, init_scale=init_scale)
     single = MLP(config, generator=generator)
-    net = MLP(replace(config, ensemble=members))
+    net = MLP(replace(config, members=members))
     with torch.no_grad():
         for p, q in zip(net.parameters(), single.parameters()):
             p.copy_(q.expand_as(p))
     net = net.to(data.x.device)
     params = list(net.parameters())
-    rates = torch.as_tensor(list(etas), dtype=DTYPE, device=data.x.device)
+    rates = torch.as_tensor(list(lrs), dtype=DTYPE, device=data.x.device)
 
     def loss() -> Tensor:
         return half_mse(net(data.x), data.y)
@@ -158,10 +158,10 @@ def train_with_sharpness(
         per_point = 0.5 * (net(data.x)[..., 0] - data.y[:, 0]) ** 2
         return torch.stack([per_point[:, idx].mean(1) for idx in (data.positive, data.negative, data.rest)], 1)
 
-    return _train(net, params, rates, loss, sharpness, groups, steps, etas)
+    return _train(net, params, rates, loss, sharpness, groups, steps, lrs)
 
 
-def _train(net, params, rates, loss, sharpness, groups, steps, etas) -> EoSRun:
+def _train(net, params, rates, loss, sharpness, groups, steps, lrs) -> EoSResult:
     """The training loop of :func:`train_with_sharpness`, run on one CPU thread."""
     with torch.enable_grad():
         initial = ensemble_hessian_top_eigenvalue(loss, params, iters=200, tol=1e-3).values.detach().cpu().numpy()
@@ -174,8 +174,8 @@ def _train(net, params, rates, loss, sharpness, groups, steps, etas) -> EoSRun:
         )
     sharp = history.recorded["sharpness"].numpy()
     keep = ~np.isnan(sharp[:, 0])
-    return EoSRun(
-        etas=np.asarray(list(etas), dtype=float),
+    return EoSResult(
+        lrs=np.asarray(list(lrs), dtype=float),
         loss=history.loss.numpy(),
         group_loss=history.recorded["groups"].numpy(),
         sharpness_steps=history.record_steps.numpy()[keep],
@@ -184,9 +184,9 @@ def _train(net, params, rates, loss, sharpness, groups, steps, etas) -> EoSRun:
     )
 
 
-def edge_onset(run: EoSRun, level: float = 0.9) -> np.ndarray:
+def edge_onset(run: EoSResult, level: float = 0.9) -> np.ndarray:
     """First measured step at which each member's sharpness reaches ``level·2/η`` (``nan`` if never)."""
-    out = np.full(len(run.etas), np.nan)
+    out = np.full(len(run.lrs), np.nan)
     for e, edge in enumerate(run.edge):
         hit = np.nonzero(run.sharpness[:, e] >= level * edge)[0]
         if hit.size:
@@ -194,21 +194,21 @@ def edge_onset(run: EoSRun, level: float = 0.9) -> np.ndarray:
     return out
 
 
-def late_sharpness_ratio(run: EoSRun, tail: float = 0.5) -> np.ndarray:
+def late_sharpness_ratio(run: EoSResult, tail: float = 0.5) -> np.ndarray:
     """Median sharpness over the last ``tail`` of training, divided by ``2/η``, per member."""
     k = int(len(run.sharpness_steps) * (1 - tail))
     return np.median(run.sharpness[k:], axis=0) / run.edge
 
 
-def group_anticorrelation(run: EoSRun, window: int = 100) -> np.ndarray:
+def group_anticorrelation(run: EoSResult, window: int = 100) -> np.ndarray:
     """Median, over windows of ``window`` steps from the edge onset on, of corr(ΔL₊, ΔL₋) per member.
 
     ``ΔL₊``/``ΔL₋``: step-to-step changes of the mean loss of the positive and negative
     outlier groups. −1: whenever one group's loss rises the other's falls.
     """
     onset = edge_onset(run)
-    out = np.full(len(run.etas), np.nan)
-    for e in range(len(run.etas)):
+    out = np.full(len(run.lrs), np.nan)
+    for e in range(len(run.lrs)):
         if np.isnan(onset[e]):
             continue
         corrs = []
@@ -221,11 +221,11 @@ def group_anticorrelation(run: EoSRun, window: int = 100) -> np.ndarray:
     return out
 
 
-def oscillation_share(run: EoSRun) -> np.ndarray:
+def oscillation_share(run: EoSResult) -> np.ndarray:
     """Mean |per-step change| of the outlier groups' loss over that of the rest, after the edge onset, per member."""
     onset = edge_onset(run)
-    out = np.full(len(run.etas), np.nan)
-    for e in range(len(run.etas)):
+    out = np.full(len(run.lrs), np.nan)
+    for e in range(len(run.lrs)):
         if np.isnan(onset[e]):
             continue
         d = np.abs(np.diff(run.group_loss[int(onset[e]) :, e, :], axis=0)).mean(0)

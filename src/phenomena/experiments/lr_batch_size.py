@@ -8,7 +8,7 @@ that the largest stable learning rate of SGD grows ``∝ B`` and that of Adam ``
 preconditioner shrinks as ``1/√B`` when gradient noise dominates it), until the batch is so large
 that the full-batch curvature dominates: the *critical batch size*.
 
-The network: a one-hidden-layer tanh MLP on scikit-learn's digits (standardised pixels, squared
+The network: a one-width-layer tanh MLP on scikit-learn's digits (standardised pixels, squared
 loss on one-hot targets, float64), briefly pre-trained with full-batch Adam to a point ``w₀``
 where the loss is well below its initial value. Every measurement is made at ``w₀``:
 
@@ -38,6 +38,7 @@ from torch import Tensor
 from ..data import load_digits_split
 from ..ensemble import SGD, Adam, fit
 from ..metrics import ensemble_hessian_top_eigenvalue, hessian_top_eigenvalue
+from ..metrics.curves import loglog_slope
 from ..models import MLP, MLPConfig
 from ..train import half_mse
 
@@ -65,7 +66,7 @@ class Problem:
 
     def replicate(self, members: int) -> MLP:
         """An ensemble of ``members`` copies of ``w₀`` (same config, on the same device)."""
-        net = MLP(replace(self.model.config, ensemble=members)).to(self.x.device)
+        net = MLP(replace(self.model.config, members=members)).to(self.x.device)
         with torch.no_grad():
             for p, q in zip(net.parameters(), self.model.parameters()):
                 p.copy_(q.expand_as(p))
@@ -78,24 +79,24 @@ class Problem:
 
 def make_problem(
     *,
-    hidden: int,
+    width: int,
     pretrain_steps: int,
     pretrain_lr: float,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> Problem:
-    """Load the digits (the 70% training split), build ``64 → hidden → 10`` (tanh, biases) and pre-train it.
+    """Load the digits (the 70% training split), build ``64 → width → 10`` (tanh, biases) and pre-train it.
 
     Pre-training is full-batch Adam at ``pretrain_lr`` for ``pretrain_steps`` steps: far enough
     that the loss is a fraction of its initial value and gradient noise dominates the gradient
     (the regime of the paper's analysis), not so far that the net interpolates its data.
     """
-    if hidden < 1 or pretrain_steps < 0 or not pretrain_lr > 0:
-        raise ValueError(f"need hidden >= 1, pretrain_steps >= 0, pretrain_lr > 0; got {hidden}, {pretrain_steps}, {pretrain_lr}")
+    if width < 1 or pretrain_steps < 0 or not pretrain_lr > 0:
+        raise ValueError(f"need width >= 1, pretrain_steps >= 0, pretrain_lr > 0; got {width}, {pretrain_steps}, {pretrain_lr}")
     data = load_digits_split(generator=generator, dtype=DTYPE, device=device)
     x = data.x_train
     y = torch.nn.functional.one_hot(data.y_train, data.n_classes).to(DTYPE)
-    config = MLPConfig([data.dim, hidden, data.n_classes], activation="tanh", bias=True, dtype=DTYPE)
+    config = MLPConfig([data.dim, width, data.n_classes], activation="tanh", bias=True, dtype=DTYPE)
     model = MLP(config, generator=generator).to(device)
     with torch.no_grad():
         initial = float(half_mse(model(x), y)[0])
@@ -130,7 +131,7 @@ class BatchHessian:
 
     def slope(self) -> float:
         """Least-squares slope of ``log excess`` against ``log B`` (``nan`` if fewer than two excesses are positive)."""
-        return loglog_slope(self.batch_sizes, self.excess)
+        return loglog_slope(self.batch_sizes, self.excess, drop_invalid=True)
 
     def critical_batch(self) -> float:
         """The batch size at which the fitted excess equals the full-batch top eigenvalue.
@@ -144,15 +145,6 @@ class BatchHessian:
             return float("nan")
         coefficient = float(np.exp(np.mean(np.log(self.excess[ok] * self.batch_sizes[ok]))))
         return coefficient / self.full
-
-
-def loglog_slope(x: np.ndarray | Sequence[float], y: np.ndarray | Sequence[float]) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` over the points with ``y > 0`` (``nan`` if < 2)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(y) & (y > 0)
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
 def batch_hessian_spectrum(
@@ -341,7 +333,7 @@ def fit_exponent(batch_sizes: np.ndarray, max_lr: np.ndarray, censored: np.ndarr
     if keep.sum() < 4:
         return nan
     b, y = b[keep], np.log(lr[keep])
-    slope = loglog_slope(b, lr[keep])
+    slope = loglog_slope(b, lr[keep], drop_invalid=True)
     start = (float(y[0] - slope * np.log(b[0])), max(slope, 0.1), float(np.log(np.median(b))))
     try:
         (log_a, k, log_bc), _ = curve_fit(

@@ -38,7 +38,7 @@ def labels_for(class_sizes: Sequence[int], device: torch.device | str | None = N
 
 
 @dataclass
-class UFMRun:
+class UFMResult:
     """A trained ensemble of unconstrained-features models and what was recorded on the way.
 
     ``nc1[t, member]`` at ``steps[t]``; ``weight_decay``/``feature_decay``/``bias`` per member.
@@ -102,7 +102,7 @@ def train_ufm(
     record_every: int = 0,
     members: int | None = None,
     head_scale: float = 1.0,
-) -> UFMRun:
+) -> UFMResult:
     """Train unconstrained features + a depth-``depth`` linear head on one-hot MSE, full batch.
 
     ``weight_decay``, ``feature_decay`` (default: equal to ``weight_decay``) and ``bias`` are one
@@ -126,7 +126,7 @@ def train_ufm(
     sizes = tuple(int(n) for n in class_sizes)
     y = labels_for(sizes)
     config = UFMConfig(
-        samples=len(y), classes=len(sizes), dim=dim, depth=depth, bias=with_bias, ensemble=e, dtype=DTYPE,
+        samples=len(y), classes=len(sizes), dim=dim, depth=depth, bias=with_bias, members=e, dtype=DTYPE,
         weight_scale=head_scale,
     )
     model = UnconstrainedFeatures(config, generator=generator).to(device)
@@ -144,7 +144,7 @@ def train_ufm(
         record_every=max(record_every, 1),
         check_every=50,
     )
-    return UFMRun(model, y, sizes, depth, with_bias, lw, lh, history)
+    return UFMResult(model, y, sizes, depth, with_bias, lw, lh, history)
 
 
 def gram_error(measured: np.ndarray, predicted: np.ndarray) -> float:
@@ -152,7 +152,7 @@ def gram_error(measured: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.linalg.norm(measured - predicted) / np.linalg.norm(predicted))
 
 
-def collapse_sweep(
+def collapse_scan(
     class_sizes: Sequence[int],
     lambdas: Sequence[float],
     *,
@@ -198,19 +198,19 @@ def measured_threshold(lambdas: Sequence[float], norms: Sequence[float], *, coll
     return float(np.sqrt(lam[last] * lam[last + 1]))
 
 
-def threshold_table(sweep: pd.DataFrame, depth: int, *, collapsed_below: float = 1e-3) -> pd.DataFrame:
-    """Per class: the measured collapse point of a :func:`collapse_sweep` and the closed form's thresholds.
+def threshold_table(scan: pd.DataFrame, depth: int, *, collapsed_below: float = 1e-3) -> pd.DataFrame:
+    """Per class: the measured collapse point of a :func:`collapse_scan` and the closed form's thresholds.
 
     ``global`` is where the nonzero solution stops being the global minimum, ``existence`` where it
     stops existing (the same for ``M = 1``). ``steps_off`` is ``log(measured/global)`` in grid steps.
     """
     from ..theory.collapse import collapse_threshold
 
-    lam = np.sort(sweep["lambda"].unique())
+    lam = np.sort(scan["lambda"].unique())
     step = float(np.log(lam[1] / lam[0])) if lam.size > 1 else float("nan")
-    total = int(sweep.groupby("class")["n"].first().sum())
+    total = int(scan.groupby("class")["n"].first().sum())
     rows = []
-    for k, part in sweep.groupby("class"):
+    for k, part in scan.groupby("class"):
         n = int(part["n"].iloc[0])
         measured = measured_threshold(part["lambda"], part["norm"], collapsed_below=collapsed_below)
         glob = collapse_threshold(n, total, depth, kind="global")
@@ -267,8 +267,8 @@ def mlp_collapse(
 
 
 __all__ = [
-    "UFMRun",
-    "collapse_sweep",
+    "UFMResult",
+    "collapse_scan",
     "gram_error",
     "labels_for",
     "measured_threshold",

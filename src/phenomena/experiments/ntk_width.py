@@ -65,7 +65,7 @@ def make_task(d: int, n_train: int, n_test: int, generator: torch.Generator, dev
 
 
 @dataclass
-class WidthRun:
+class WidthResult:
     """One activation at one width, ``members`` initialisations trained at once.
 
     ``kernel0`` is ``(members, N, N)`` on train then test points at init; ``kernel_end`` the
@@ -92,7 +92,7 @@ def train_width(
     steps: int,
     generator: torch.Generator,
     max_units: int = 2**14,
-) -> WidthRun:
+) -> WidthResult:
     """Build ``members`` two-layer nets of one width, measure the kernel, train, measure again.
 
     The members train as one ensemble, split into groups of at most ``max_units // width``
@@ -108,16 +108,16 @@ def train_width(
     ]
     kernel0, kernel_end, f0, f_end = (np.concatenate([p[i] for p in parts]) for i in range(4))  # member axis first
     loss = np.concatenate([p[4] for p in parts], axis=1)  # (steps + 1, members)
-    return WidthRun(activation, width, kernel0, kernel_end, f0, f_end, loss)
+    return WidthResult(activation, width, kernel0, kernel_end, f0, f_end, loss)
 
 
 def _train_group(
     task: Task, activation: str, width: int, members: int, lr: float, steps: int, generator: torch.Generator
 ) -> tuple[np.ndarray, ...]:
-    """One ensemble: ``(kernel0, kernel_end, f0, f_end, loss)`` as numpy arrays (see :class:`WidthRun`)."""
+    """One ensemble: ``(kernel0, kernel_end, f0, f_end, loss)`` as numpy arrays (see :class:`WidthResult`)."""
     d = task.x_train.shape[1]
     config = MLPConfig(
-        widths=[d, width, 1], parameterization="ntk", activation=activation, ensemble=members, dtype=DTYPE
+        widths=[d, width, 1], parameterization="ntk", activation=activation, members=members, dtype=DTYPE
     )
     net = MLP(config, generator=generator).to(task.x_train.device)
     x_all = task.x_all
@@ -133,13 +133,13 @@ def _train_group(
 
 
 @dataclass
-class Sweep:
-    """All runs of a width sweep, and the infinite-width reference kernels on the same points."""
+class Scan:
+    """All runs of a width scan, and the infinite-width reference kernels on the same points."""
 
     task: Task
     lr: float
     steps: int
-    runs: dict[str, list[WidthRun]] = field(default_factory=dict)
+    runs: dict[str, list[WidthResult]] = field(default_factory=dict)
     theory: dict[str, np.ndarray] = field(default_factory=dict)
     theory_std: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -148,7 +148,7 @@ class Sweep:
         return self.task.x_train.shape[0]
 
 
-def width_sweep(
+def width_scan(
     task: Task,
     *,
     activations: Sequence[str],
@@ -157,27 +157,27 @@ def width_sweep(
     lr: float,
     steps: int,
     generator: torch.Generator,
-) -> Sweep:
+) -> Scan:
     """Train every activation at every width; also compute each activation's infinite-width kernel
     ``Θ_∞`` and the per-unit standard deviation ``s`` of its entries (:func:`phenomena.theory.ntk_two_layer`)."""
     if members < 2:
         raise ValueError(f"members must be >= 2 (the seed-to-seed spread needs two), got {members}")
-    sweep = Sweep(task, lr, steps)
+    scan = Scan(task, lr, steps)
     x = task.x_all.cpu().numpy()
     for act in activations:
-        sweep.theory[act], sweep.theory_std[act] = ntk_two_layer(x, None, act, return_std=True)
-        sweep.runs[act] = [
+        scan.theory[act], scan.theory_std[act] = ntk_two_layer(x, None, act, return_std=True)
+        scan.runs[act] = [
             train_width(task, activation=act, width=int(n), members=members, lr=lr, steps=steps, generator=generator)
             for n in widths
         ]
-    return sweep
+    return scan
 
 
 def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n)
 
 
-def init_table(sweep: Sweep) -> pd.DataFrame:
+def init_table(scan: Scan) -> pd.DataFrame:
     """Per activation and width: how the kernel at init compares with ``Θ_∞``.
 
     * ``z2``: the mean over members and distinct entries of ``((Θ_n − Θ_∞)/(s/√n))²``. Since
@@ -187,8 +187,8 @@ def init_table(sweep: Sweep) -> pd.DataFrame:
     * ``rel_error``: ``‖mean over members of Θ_n − Θ_∞‖_F / ‖Θ_∞‖_F``.
     """
     rows = []
-    for act, runs in sweep.runs.items():
-        theta, s = sweep.theory[act], sweep.theory_std[act]
+    for act, runs in scan.runs.items():
+        theta, s = scan.theory[act], scan.theory_std[act]
         iu = _upper(theta.shape[0])
         scale = np.sqrt(np.mean(theta[iu] ** 2))
         for r in runs:
@@ -208,12 +208,12 @@ def init_table(sweep: Sweep) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def init_z2(sweep: Sweep) -> pd.DataFrame:
+def init_z2(scan: Scan) -> pd.DataFrame:
     """One row per network (activation, width, member): the mean over distinct kernel entries of
     ``((Θ_n − Θ_∞)/(s/√n))²``. Its expectation is exactly 1 if ``Θ_∞`` and ``s`` are right."""
     rows = []
-    for act, runs in sweep.runs.items():
-        theta, s = sweep.theory[act], sweep.theory_std[act]
+    for act, runs in scan.runs.items():
+        theta, s = scan.theory[act], scan.theory_std[act]
         iu = _upper(theta.shape[0])
         for r in runs:
             z2 = (((r.kernel0[:, iu[0], iu[1]] - theta[iu]) / (s[iu] / np.sqrt(r.width))) ** 2).mean(1)
@@ -221,13 +221,13 @@ def init_z2(sweep: Sweep) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def kernel_change(run: WidthRun, n_train: int) -> np.ndarray:
+def kernel_change(run: WidthResult, n_train: int) -> np.ndarray:
     """``‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F`` on the train points, per member."""
     k0 = run.kernel0[:, :n_train, :n_train]
     return np.linalg.norm(run.kernel_end - k0, axis=(1, 2)) / np.linalg.norm(k0, axis=(1, 2))
 
 
-def linearized_prediction(run: WidthRun, y_train: np.ndarray, n_train: int, lr: float, steps: int) -> np.ndarray:
+def linearized_prediction(run: WidthResult, y_train: np.ndarray, n_train: int, lr: float, steps: int) -> np.ndarray:
     """The NTK-regime prediction at every point after ``steps`` of gradient descent, per member.
 
     A model linearised around its init, with its *initial* kernel ``K``, trained by gradient
@@ -249,7 +249,7 @@ def linearized_prediction(run: WidthRun, y_train: np.ndarray, n_train: int, lr: 
     return (f0 - kernel_regression(k_train, fitted, k_all_train).squeeze(-1)).numpy()
 
 
-def training_table(sweep: Sweep) -> pd.DataFrame:
+def training_table(scan: Scan) -> pd.DataFrame:
     """Per activation and width: the kernel's relative change over training (mean and spread over
     members), the final train loss relative to its start, and how far the trained network's test
     outputs are from the NTK-regime prediction.
@@ -260,12 +260,12 @@ def training_table(sweep: Sweep) -> pd.DataFrame:
     mismatch, nor make one.
     """
     rows = []
-    y = sweep.task.y_train.cpu().numpy()[:, 0]
-    n = sweep.n_train
-    for act, runs in sweep.runs.items():
+    y = scan.task.y_train.cpu().numpy()[:, 0]
+    n = scan.n_train
+    for act, runs in scan.runs.items():
         for r in runs:
             change = kernel_change(r, n)
-            lin = linearized_prediction(r, y, n, sweep.lr, sweep.steps)
+            lin = linearized_prediction(r, y, n, scan.lr, scan.steps)
             test = slice(n, None)
             err = np.linalg.norm(r.f_end[:, test] - lin[:, test], axis=1) / np.linalg.norm(
                 lin[:, test] - r.f0[:, test], axis=1
@@ -296,11 +296,3 @@ def pooled_slope(table: pd.DataFrame, x: str, y: str, by: str = "activation") ->
     if not np.all(np.isfinite(ly)) or float((lx * lx).sum()) == 0:
         return float("nan")
     return float((lx * ly).sum() / (lx * lx).sum())
-
-
-def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
-    """Least-squares slope of ``log y`` against ``log x``: the exponent of a power law ``y ∝ x^p``."""
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    if lx.size < 2 or not np.all(np.isfinite(ly)):
-        return float("nan")
-    return float(np.polyfit(lx, ly, 1)[0])

@@ -23,7 +23,7 @@ uses ``α ≈ 1e-10`` and finds any ``α ≤ 0.6`` behaves alike. Everything run
 a tiny ``α`` is representable; in this small MLP a student that close does not leave the teacher
 within a CPU budget (the gradient is below Adam's ε), so the chapter uses ``α = 0.5``.
 
-Many teacher–student pairs train at once on the ensemble axis: ``replicas`` independent
+Many teacher–student pairs train at once on the ensemble axis: ``teachers`` independent
 teachers, each with one student trained on the digits and, as the paper's control, one trained
 on Gaussian noise with the digits' per-pixel moments. Both students of a pair start from the
 same point, so their difference is due to the inputs alone. Probing always uses the clean digits.
@@ -97,12 +97,12 @@ class ProjectedMLP(nn.Module):
         c = config
         self.encoder = MLP(
             MLPConfig([d_in] + [c.width] * c.depth + [c.head_width], activation="relu",
-                      init_scale=math.sqrt(2.0), bias=True, ensemble=members, dtype=DTYPE),
+                      init_scale=math.sqrt(2.0), bias=True, members=members, dtype=DTYPE),
             generator=generator,
         )
         self.head = MLP(
             MLPConfig([c.head_width, c.head_width, c.bottleneck], activation="gelu", bias=True,
-                      ensemble=members, dtype=DTYPE),
+                      members=members, dtype=DTYPE),
             generator=generator,
         )
         self.last = nn.Parameter(torch.randn(members, c.out_dim, c.bottleneck, generator=generator, dtype=DTYPE))
@@ -118,20 +118,20 @@ class ProjectedMLP(nn.Module):
 
 
 def build_pair(
-    d_in: int, config: DistillConfig, replicas: int, generator: torch.Generator
+    d_in: int, config: DistillConfig, teachers: int, generator: torch.Generator
 ) -> tuple[ProjectedMLP, ProjectedMLP]:
-    """``replicas`` random teachers and ``2·replicas`` students, student ``e`` near teacher ``e mod replicas``.
+    """``teachers`` random teachers and ``2·teachers`` students, student ``e`` near teacher ``e mod teachers``.
 
     Students ``0..R-1`` and ``R..2R-1`` start from the same point (one fresh draw ``θ̃`` per
     replica), so a digits student and a noise student of the same replica differ only in what
     they are trained on. Biases start at zero in every network (as in the paper's head), so only
     the weights are interpolated, with the variance-preserving ``δ``.
     """
-    if replicas < 1:
-        raise ValueError(f"replicas must be >= 1, got {replicas}")
-    teacher = ProjectedMLP(d_in, config, replicas, generator)
-    fresh = ProjectedMLP(d_in, config, replicas, generator)
-    student = ProjectedMLP(d_in, config, 2 * replicas, generator)
+    if teachers < 1:
+        raise ValueError(f"teachers must be >= 1, got {teachers}")
+    teacher = ProjectedMLP(d_in, config, teachers, generator)
+    fresh = ProjectedMLP(d_in, config, teachers, generator)
+    student = ProjectedMLP(d_in, config, 2 * teachers, generator)
     a = float(config.alpha)
     delta = math.sqrt(a * a + (1 - a) * (1 - a))
     with torch.no_grad():
@@ -166,7 +166,7 @@ class DistillResult:
     config: DistillConfig
 
     @property
-    def replicas(self) -> int:
+    def teachers(self) -> int:
         return int(self.teacher.shape[0])
 
     def gain(self, source: str = "digits") -> np.ndarray:
@@ -204,27 +204,27 @@ def _minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterato
 
 
 def distill(
-    data: DigitsSplit, config: DistillConfig, *, replicas: int, generator: torch.Generator
+    data: DigitsSplit, config: DistillConfig, *, teachers: int, generator: torch.Generator
 ) -> DistillResult:
-    """Distil ``replicas`` random teachers into students on the digits and on noise; probe along the way.
+    """Distil ``teachers`` random teachers into students on the digits and on noise; probe along the way.
 
     AdamW (weight decay 0, as in the paper) on minibatches of the training inputs (one batch of
     indices shared by all members, ``batch_size`` 256 as in the paper), all members at once. The teacher's targets are computed once (it is frozen). The noise students see fresh
     Gaussian inputs with the digits' per-pixel moments, as many as there are training digits.
     """
-    return _distill(data, config, replicas=replicas, generator=generator)
+    return _distill(data, config, teachers=teachers, generator=generator)
 
 
-def _distill(data: DigitsSplit, config: DistillConfig, *, replicas: int, generator: torch.Generator) -> DistillResult:
+def _distill(data: DigitsSplit, config: DistillConfig, *, teachers: int, generator: torch.Generator) -> DistillResult:
     c = config
     x = data.x_train
     device = x.device
-    teacher, student = build_pair(data.dim, c, replicas, generator)
+    teacher, student = build_pair(data.dim, c, teachers, generator)
     teacher, student = teacher.to(device), student.to(device)
-    noise = torch.stack([gaussian_like(x, generator=generator) for _ in range(replicas)]).to(device)
-    inputs_t = torch.cat([x.unsqueeze(0).expand(replicas, -1, -1), noise])  # per student: its own inputs
+    noise = torch.stack([gaussian_like(x, generator=generator) for _ in range(teachers)]).to(device)
+    inputs_t = torch.cat([x.unsqueeze(0).expand(teachers, -1, -1), noise])  # per student: its own inputs
     with torch.no_grad():
-        t_logits = torch.cat([teacher(inputs_t[:replicas]), teacher(inputs_t[replicas:])]) / c.teacher_temperature
+        t_logits = torch.cat([teacher(inputs_t[:teachers]), teacher(inputs_t[teachers:])]) / c.teacher_temperature
         t_probs = torch.softmax(t_logits, dim=-1)
         t_entropy = -(t_probs * torch.log_softmax(t_logits, dim=-1)).sum(-1)  # (members, n)
 
@@ -251,8 +251,8 @@ def _distill(data: DigitsSplit, config: DistillConfig, *, replicas: int, generat
         teacher_acc = probe(teacher).cpu().numpy()
         pixels = float(probe_accuracy(data.x_train, data.y_train, data.x_test, data.y_test,
                                       n_classes=data.n_classes, ridge=c.ridge))
-    acc = history.recorded["probe"].numpy().reshape(-1, len(SOURCES), replicas)
-    kl = history.loss.numpy().reshape(-1, len(SOURCES), replicas)
+    acc = history.recorded["probe"].numpy().reshape(-1, len(SOURCES), teachers)
+    kl = history.loss.numpy().reshape(-1, len(SOURCES), teachers)
     return DistillResult(
         steps=history.record_steps.numpy(), student=acc, teacher=teacher_acc, pixels=pixels, kl=kl, config=c
     )

@@ -27,11 +27,12 @@ from torch import Tensor
 
 from ..data import MarkovLanguage
 from ..ensemble import AdamW, fit
+from ..metrics.curves import capped_loss
 from ..models import GPT, GPTConfig, lm_loss
 
 
 @dataclass
-class GridRun:
+class GridResult:
     """One switch setting trained at every learning rate of a grid (the ensemble axis).
 
     ``loss``: training loss before each step and after the last, ``(steps + 1, E)`` (cross-entropy
@@ -84,7 +85,7 @@ def train_lr_grid(
     eval_batch: int = 256,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
-) -> GridRun:
+) -> GridResult:
     """Train one pre-LN GPT per learning rate, all at once, and record the two instabilities' probes.
 
     ``generator`` draws the initial weights (shared by all members), the training minibatches (one
@@ -102,7 +103,7 @@ def train_lr_grid(
     if rates.dim() != 1 or len(rates) < 1 or not bool((rates > 0).all()):
         raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(lrs)}")
     config = GPTConfig(vocab_size=language.vocab_size, context=length, layers=layers, heads=heads, width=width,
-                       norm="pre", qk_layernorm=qk_layernorm, ensemble=len(rates))
+                       norm="pre", qk_layernorm=qk_layernorm, members=len(rates))
     model = GPT(config, generator).share_init().to(device)
     rates = rates.to(device)
     # independent weight decay: AdamW shrinks by lr·wd per step, so wd = λ/lr makes it λ·s(t)
@@ -127,7 +128,7 @@ def train_lr_grid(
     final = _evaluate(model, held_out)
     diverged = history.diverged_at.numpy()
     final[diverged >= 0] = np.nan
-    return GridRun(
+    return GridResult(
         qk_layernorm=qk_layernorm,
         z_loss=z_loss,
         lrs=np.asarray(list(lrs), float),
@@ -164,13 +165,12 @@ def lr_sensitivity(final_loss: np.ndarray, initial_loss: float, best_loss: float
     ``ℓ*`` the best final loss over the grid (``best_loss`` overrides it). A run that diverged or
     ended worse than where it started counts as ``ℓ₀``.
     """
-    final = np.asarray(final_loss, float)
-    capped = np.where(np.isfinite(final), np.minimum(final, initial_loss), initial_loss)
+    capped = capped_loss(final_loss, initial_loss)
     best = float(np.min(capped)) if best_loss is None else float(best_loss)
     return float(np.mean(capped - best))
 
 
-def summary(runs: Sequence[GridRun], entropy_rate: float) -> pd.DataFrame:
+def summary(runs: Sequence[GridResult], entropy_rate: float) -> pd.DataFrame:
     """One row per (setting, learning rate): final loss, its excess over the floor, peak attention logit, last log Z."""
     rows = []
     for r in runs:
@@ -179,11 +179,11 @@ def summary(runs: Sequence[GridRun], entropy_rate: float) -> pd.DataFrame:
             rows.append({
                 "setting": r.label,
                 "lr": lr,
-                "final loss": r.final_loss[e],
-                "excess over floor": r.final_loss[e] - entropy_rate,
-                "max attn logit (init)": r.max_logit[0, e],
-                "max attn logit (peak)": np.nanmax(r.max_logit[:, e]),
-                "log Z (end)": log_z[e],
+                "final_loss": r.final_loss[e],
+                "excess_over_floor": r.final_loss[e] - entropy_rate,
+                "max_attn_logit_init": r.max_logit[0, e],
+                "max_attn_logit_peak": np.nanmax(r.max_logit[:, e]),
+                "log_z_end": log_z[e],
                 "diverged": bool(r.diverged_at[e] >= 0),
             })
     return pd.DataFrame(rows)
@@ -193,7 +193,7 @@ PAPER_LR_RANGE: tuple[float, float] = (3e-4, 3e-1)
 """The learning-rate interval ``[a, b]`` over which Wortsman et al. average the LR sensitivity."""
 
 
-def member(run: GridRun, lr: float) -> int:
+def member(run: GridResult, lr: float) -> int:
     """Index of the grid member trained at ``lr`` (a ValueError names the grid if it is not there)."""
     hits = np.nonzero(np.isclose(run.lrs, lr, rtol=1e-6))[0]
     if hits.size == 0:
@@ -201,7 +201,7 @@ def member(run: GridRun, lr: float) -> int:
     return int(hits[0])
 
 
-def sensitivity(run: GridRun, lr_range: tuple[float, float] = PAPER_LR_RANGE) -> float:
+def sensitivity(run: GridResult, lr_range: tuple[float, float] = PAPER_LR_RANGE) -> float:
     """:func:`lr_sensitivity` of one setting over the grid's learning rates inside ``lr_range``."""
     low, high = lr_range
     inside = (run.lrs >= low * (1 - 1e-6)) & (run.lrs <= high * (1 + 1e-6))
@@ -210,19 +210,19 @@ def sensitivity(run: GridRun, lr_range: tuple[float, float] = PAPER_LR_RANGE) ->
     return lr_sensitivity(run.final_loss[inside], run.initial_loss)
 
 
-def logit_growth(run: GridRun, lr: float) -> float:
+def logit_growth(run: GridResult, lr: float) -> float:
     """Peak over training of the largest attention logit, divided by its value at initialisation, at ``lr``."""
     e = member(run, lr)
     return float(np.nanmax(run.max_logit[:, e]) / run.max_logit[0, e])
 
 
-def excess_loss(run: GridRun, lr: float, entropy_rate: float) -> float:
+def excess_loss(run: GridResult, lr: float, entropy_rate: float) -> float:
     """Final loss minus the exact floor at ``lr``; a diverged run counts as its initial loss (the paper's cap)."""
     final = run.final_loss[member(run, lr)]
-    return float((min(final, run.initial_loss) if np.isfinite(final) else run.initial_loss) - entropy_rate)
+    return float(capped_loss(final, run.initial_loss) - entropy_rate)
 
 
-def final_log_z(run: GridRun) -> np.ndarray:
+def final_log_z(run: GridResult) -> np.ndarray:
     """Mean ``log Z`` of the output softmax at each member's last finite step, ``(E,)`` (nan if none)."""
     out = np.full(run.log_z.shape[1], np.nan)
     for e in range(run.log_z.shape[1]):

@@ -19,34 +19,52 @@ NEVER = math.inf
 """The crossing time of a curve that never reaches its level."""
 
 
-def crossing_time(curve: Tensor | np.ndarray, threshold: float | Tensor | np.ndarray, *,
-                  direction: str = "below", interpolate: bool = True) -> Tensor:
-    """When each column of ``curve`` (steps × members) first reaches ``threshold``; :data:`NEVER` if it never does.
+def first_index(condition: Tensor | np.ndarray) -> np.ndarray:
+    """The first index along axis 0 where ``condition`` holds, per column; :data:`NEVER` where it never does."""
+    c = np.asarray(condition, dtype=bool)
+    return np.where(c.any(axis=0), c.argmax(axis=0).astype(float), NEVER)
 
-    ``direction="below"`` (a loss falling to a level) or ``"above"`` (an accuracy rising to one).
-    With ``interpolate`` (falling curves only) the step is refined by interpolating ``log curve``
-    linearly between the last step above and the first step at or below the threshold, so that
-    learning times of a few steps are not rounded to whole steps. Non-finite values (a diverged
-    member) never count as crossing. Times are in units of the curve's rows.
+
+def crossing_time(curve: Tensor | np.ndarray, threshold: float | Tensor | np.ndarray, *,
+                  direction: str = "below", steps: np.ndarray | Tensor | None = None,
+                  interpolate: str | None = "log") -> np.ndarray:
+    """When each column of ``curve`` (records × members ...) first reaches ``threshold``; :data:`NEVER` if it never does.
+
+    ``direction="below"`` (a loss falling to a level: ``curve <= threshold``) or ``"above"`` (an
+    accuracy or a mode strength rising to one: ``curve >= threshold``). ``steps`` gives the step of
+    each record (default: the record index). ``interpolate`` refines the time between the last
+    record before and the first at the crossing: ``"log"`` interpolates ``log curve`` (a loss
+    falling exponentially, so that learning times of a few steps are not rounded to whole steps),
+    ``"linear"`` the curve itself, ``None`` takes the first record at the crossing. Non-finite
+    values (a diverged member) never count as crossing. ``threshold`` broadcasts against one record.
     """
     if direction not in ("below", "above"):
         raise ValueError(f"direction must be 'below' or 'above', got {direction!r}")
-    c = torch.as_tensor(curve, dtype=torch.float64)
-    thr = torch.as_tensor(threshold, dtype=torch.float64).expand(c.shape[1:])
-    hit_mask = ((c <= thr) if direction == "below" else (c >= thr)) & torch.isfinite(c)
-    hit = hit_mask.any(0)
-    k = hit_mask.to(torch.int8).argmax(0)
-    if direction == "above" or not interpolate:
-        t = k.to(torch.float64)
-    else:
-        prev = (k - 1).clamp(min=0)
-        log_prev = torch.log(c.gather(0, prev.unsqueeze(0)).squeeze(0).clamp_min(1e-300))
-        log_k = torch.log(c.gather(0, k.unsqueeze(0)).squeeze(0).clamp_min(1e-300))
-        frac = torch.where(
-            (k > 0) & (log_prev > log_k), (log_prev - torch.log(thr)) / (log_prev - log_k), torch.zeros_like(log_k)
-        )
-        t = torch.where(k > 0, prev.to(torch.float64) + frac.clamp(0, 1), torch.zeros_like(frac))
-    return torch.where(hit, t, torch.full_like(t, NEVER))
+    if interpolate not in ("log", "linear", None):
+        raise ValueError(f"interpolate must be 'log', 'linear' or None, got {interpolate!r}")
+    c = np.asarray(torch.as_tensor(curve, dtype=torch.float64).cpu())
+    thr = np.broadcast_to(np.asarray(torch.as_tensor(threshold, dtype=torch.float64).cpu()), c.shape[1:])
+    t = np.arange(len(c), dtype=float) if steps is None else np.asarray(torch.as_tensor(steps).cpu(), dtype=float)
+    if t.shape != (len(c),):
+        raise ValueError(f"steps must hold one step per record ({len(c)}), got shape {t.shape}")
+    hit = ((c <= thr) if direction == "below" else (c >= thr)) & np.isfinite(c)
+    k = first_index(hit)
+    found = np.isfinite(k)
+    k = np.where(found, k, 0).astype(int)
+    out = t[k]
+    if interpolate is not None:
+        prev = np.clip(k - 1, 0, None)
+        a = np.take_along_axis(c, prev[None], 0)[0]
+        b = np.take_along_axis(c, k[None], 0)[0]
+        if interpolate == "log":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a, b, level = np.log(np.clip(a, 1e-300, None)), np.log(np.clip(b, 1e-300, None)), np.log(thr)
+        else:
+            level = thr
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where((k > 0) & (a != b) & np.isfinite(a), (level - a) / (b - a), 0.0)
+        out = np.where(k > 0, t[prev] + np.clip(frac, 0, 1) * (t[k] - t[prev]), out)
+    return np.where(found, out, NEVER)
 
 
 def loglog_slope(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,

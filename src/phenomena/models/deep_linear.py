@@ -36,13 +36,13 @@ class DeepLinearConfig:
     """Shape and init of a deep linear network.
 
     ``widths`` lists the layer sizes from input to output, so ``[8, 16, 8]`` has two weight
-    matrices (``depth = len(widths) - 1``). ``ensemble`` independent members are stored together.
+    matrices (``depth = len(widths) - 1``). ``members`` independent members are stored together.
     """
 
     widths: Sequence[int]
     init: Init = "gaussian"
     init_scale: float = 1.0
-    ensemble: int = 1
+    members: int = 1
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
@@ -52,8 +52,8 @@ class DeepLinearConfig:
             raise ValueError(f"unknown init {self.init!r}; valid inits are: {', '.join(INITS)}")
         if not self.init_scale > 0:
             raise ValueError(f"init_scale must be positive, got {self.init_scale}")
-        if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
 
     @property
     def depth(self) -> int:
@@ -72,7 +72,7 @@ def random_orthogonal(
 
 
 class DeepLinearNetwork(nn.Module):
-    """An ensemble of deep linear networks; ``weights[l]`` has shape ``(ensemble, out, in)``.
+    """An ensemble of deep linear networks; ``weights[l]`` has shape ``(members, out, in)``.
 
     ``modes=(U, V)`` (output and input singular vectors of the target, columns orthonormal) is
     required for ``init="decoupled"`` and ignored otherwise.
@@ -93,7 +93,7 @@ class DeepLinearNetwork(nn.Module):
         )
 
     def _initial_weights(self, gen: torch.Generator, modes: tuple[Tensor, Tensor] | None) -> list[Tensor]:
-        cfg, e, w, dt = self.config, self.config.ensemble, list(self.config.widths), self.config.dtype
+        cfg, e, w, dt = self.config, self.config.members, list(self.config.widths), self.config.dtype
         if cfg.init == "gaussian":
             return [
                 torch.randn(e, w[i + 1], w[i], generator=gen, dtype=dt) * (cfg.init_scale / w[i] ** 0.5)
@@ -119,20 +119,20 @@ class DeepLinearNetwork(nn.Module):
         return [a * frames[i + 1] @ frames[i].transpose(-1, -2) for i in range(cfg.depth)]
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x`` of shape ``(batch, in)`` (shared by all members) or ``(ensemble, batch, in)``."""
-        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.ensemble, -1, -1)
+        """``x`` of shape ``(batch, in)`` (shared by all members) or ``(members, batch, in)``."""
+        h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.members, -1, -1)
         for w in self.weights:
             h = h @ w.transpose(-1, -2)
         return h
 
     def end_to_end(self) -> Tensor:
-        """The product ``W_L ··· W_1``, shape ``(ensemble, out, in)``."""
+        """The product ``W_L ··· W_1``, shape ``(members, out, in)``."""
         prod = self.weights[0]
         for w in list(self.weights)[1:]:
             prod = w @ prod
         return prod
 
     def mode_strengths(self, u: Tensor, v: Tensor) -> Tensor:
-        """Strength of each target mode in the end-to-end map, ``uₐᵀ W vₐ``: shape ``(ensemble, r)``."""
+        """Strength of each target mode in the end-to-end map, ``uₐᵀ W vₐ``: shape ``(members, r)``."""
         m = self.end_to_end()
         return torch.einsum("or,eoi,ir->er", u.to(m.dtype), m, v.to(m.dtype))

@@ -21,7 +21,7 @@ it adds are the knobs of the Part III chapters:
   and the largest attention logit of every head, from the same forward pass.
 
 The ensemble axis is leading, as in :class:`phenomena.models.MLP`: every parameter is
-``(ensemble, ...)``, so a learning-rate grid of small transformers trains as one batched model
+``(members, ...)``, so a learning-rate grid of small transformers trains as one batched model
 with the per-member optimizers of :mod:`phenomena.ensemble`. Members share nothing.
 """
 
@@ -53,11 +53,11 @@ class GPTConfig:
     sigma_reparam: bool = False
     power_iterations: int = 1
     embedding_std: float = 1.0
-    ensemble: int = 1
+    members: int = 1
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "context", "layers", "heads", "width", "mlp_ratio", "ensemble",
+        for name in ("vocab_size", "context", "layers", "heads", "width", "mlp_ratio", "members",
                      "power_iterations"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -78,9 +78,9 @@ class GPTConfig:
 class Probes:
     """What one forward pass saw inside its attention layers.
 
-    ``attention[l]``: the attention probabilities of layer ``l``, ``(ensemble, batch, heads, T, T)``
+    ``attention[l]``: the attention probabilities of layer ``l``, ``(members, batch, heads, T, T)``
     (rows sum to 1 over the causal keys). ``max_logit``: the largest pre-softmax attention logit
-    of each head over the batch and the causal positions, ``(ensemble, layers, heads)``.
+    of each head over the batch and the causal positions, ``(members, layers, heads)``.
     """
 
     attention: list[Tensor]
@@ -103,7 +103,7 @@ class Linear(nn.Module):
     def __init__(self, fan_in: int, fan_out: int, config: GPTConfig, generator: torch.Generator,
                  std: float | None = None) -> None:
         super().__init__()
-        e, dtype = config.ensemble, config.dtype
+        e, dtype = config.members, config.dtype
         std = 1.0 / math.sqrt(fan_in) if std is None else std
         self.weight = nn.Parameter(_normal(generator, e, fan_in, fan_out, std=std, dtype=dtype))
         self.sigma_reparam = config.sigma_reparam
@@ -145,8 +145,8 @@ class LayerNorm(nn.Module):
 
     def __init__(self, dim: int, config: GPTConfig) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(config.ensemble, dim, dtype=config.dtype))
-        self.bias = nn.Parameter(torch.zeros(config.ensemble, dim, dtype=config.dtype))
+        self.weight = nn.Parameter(torch.ones(config.members, dim, dtype=config.dtype))
+        self.bias = nn.Parameter(torch.zeros(config.members, dim, dtype=config.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         view = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
@@ -213,8 +213,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """``ensemble`` independent small GPTs evaluated as one batched model.
 
-    ``forward(idx)`` takes token ids ``(batch, T)`` shared by all members or ``(ensemble, batch, T)``
-    one batch per member, ``T ≤ context``, and returns next-token logits ``(ensemble, batch, T,
+    ``forward(idx)`` takes token ids ``(batch, T)`` shared by all members or ``(members, batch, T)``
+    one batch per member, ``T ≤ context``, and returns next-token logits ``(members, batch, T,
     vocab)``; with ``probe=True`` it returns ``(logits, Probes)``.
     """
 
@@ -222,7 +222,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        e, d, dtype = config.ensemble, config.width, config.dtype
+        e, d, dtype = config.members, config.width, config.dtype
         self.token_embedding = nn.Parameter(_normal(g, e, config.vocab_size, d, std=config.embedding_std, dtype=dtype))
         self.position_embedding = nn.Parameter(_normal(g, e, config.context, d, std=config.embedding_std, dtype=dtype))
         self.blocks = nn.ModuleList(Block(config, g) for _ in range(config.layers))
@@ -236,8 +236,8 @@ class GPT(nn.Module):
         A learning-rate grid on the ensemble axis then differs in its learning rate only, not in
         its random initial weights. Returns the model, so ``GPT(config, g).share_init()`` reads.
         """
-        if not 0 <= member < self.config.ensemble:
-            raise ValueError(f"member must be in [0, {self.config.ensemble}), got {member}")
+        if not 0 <= member < self.config.members:
+            raise ValueError(f"member must be in [0, {self.config.members}), got {member}")
         for t in list(self.parameters()) + list(self.buffers()):
             t.copy_(t[member : member + 1].expand_as(t))
         return self
@@ -249,13 +249,13 @@ class GPT(nn.Module):
     def forward(self, idx: Tensor, *, probe: bool = False) -> Tensor | tuple[Tensor, Probes]:
         c = self.config
         if idx.dim() == 2:
-            idx = idx.unsqueeze(0).expand(c.ensemble, -1, -1)
-        if idx.dim() != 3 or idx.shape[0] != c.ensemble:
-            raise ValueError(f"idx must be (batch, T) or ({c.ensemble}, batch, T) token ids, got {tuple(idx.shape)}")
+            idx = idx.unsqueeze(0).expand(c.members, -1, -1)
+        if idx.dim() != 3 or idx.shape[0] != c.members:
+            raise ValueError(f"idx must be (batch, T) or ({c.members}, batch, T) token ids, got {tuple(idx.shape)}")
         t = idx.shape[-1]
         if t > c.context:
             raise ValueError(f"sequence length {t} exceeds the model's context {c.context}; raise GPTConfig.context")
-        members = torch.arange(c.ensemble, device=idx.device).view(-1, 1, 1)
+        members = torch.arange(c.members, device=idx.device).view(-1, 1, 1)
         x = self.token_embedding[members, idx] + self.position_embedding[:, None, :t]
         attention, max_logits = [], []
         for block in self.blocks:

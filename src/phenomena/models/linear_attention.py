@@ -18,7 +18,7 @@ preconditioned GD from ``w = 0``; :meth:`LinearSelfAttention.preconditioner` rea
 weights. The second term is even in the labels, so it cannot correlate with ``y_q`` and only adds
 risk: a trained layer should drive it to zero (``gd_residual`` measures what is left).
 
-Every parameter has a leading ensemble axis (``config.ensemble`` members, e.g. seeds), so the
+Every parameter has a leading ensemble axis (``config.members`` members, e.g. seeds), so the
 ensemble optimizers of :mod:`phenomena.ensemble` train all members in one step.
 """
 
@@ -43,7 +43,7 @@ class LinearAttentionConfig:
     """
 
     d: int = 5
-    ensemble: int = 1
+    members: int = 1
     init_scale: float = 0.1
     init: str = "gaussian"
     dtype: torch.dtype = torch.float64
@@ -53,20 +53,20 @@ class LinearAttentionConfig:
             raise ValueError(f"unknown init {self.init!r}; valid inits are: {', '.join(LSA_INITS)}")
         if int(self.d) != self.d or self.d < 1:
             raise ValueError(f"d must be a positive integer, got {self.d!r}")
-        if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
         if not self.init_scale >= 0:
             raise ValueError(f"init_scale must be >= 0, got {self.init_scale}")
 
 
 class LinearSelfAttention(nn.Module):
     """An ensemble of one-layer linear self-attention models; ``value`` is ``W_PV``, ``key_query`` is ``W_KQ``,
-    both ``(ensemble, d+1, d+1)``."""
+    both ``(members, d+1, d+1)``."""
 
     def __init__(self, config: LinearAttentionConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
-        e, k = config.ensemble, config.d + 1
+        e, k = config.members, config.d + 1
         shape = (e, k, k)
         self.value = nn.Parameter(config.init_scale * torch.randn(shape, generator=generator, dtype=config.dtype))
         self.key_query = nn.Parameter(config.init_scale * torch.randn(shape, generator=generator, dtype=config.dtype))
@@ -80,9 +80,9 @@ class LinearSelfAttention(nn.Module):
         What is left of the prediction is exactly ``x_qᵀ (p_y Q_xxᵀ) g``: one step of preconditioned GD.
         """
         d = self.config.d
-        keep = torch.ones(self.config.ensemble, dtype=torch.bool) if members is None else torch.as_tensor(members)
-        if keep.shape != (self.config.ensemble,):
-            raise ValueError(f"members must be a boolean mask of shape ({self.config.ensemble},)")
+        keep = torch.ones(self.config.members, dtype=torch.bool) if members is None else torch.as_tensor(members)
+        if keep.shape != (self.config.members,):
+            raise ValueError(f"members must be a boolean mask of shape ({self.config.members},)")
         keep = keep.to(self.value.device)
         self.value[:, d, :d] = torch.where(keep[:, None], torch.zeros_like(self.value[:, d, :d]), self.value[:, d, :d])
         self.key_query[:, d, :d] = torch.where(
@@ -94,15 +94,15 @@ class LinearSelfAttention(nn.Module):
     def from_preconditioner(cls, gamma: Tensor, *, dtype: torch.dtype = torch.float64) -> LinearSelfAttention:
         """The GD construction: ``p = (0, 1)``, ``Q_xx = Γᵀ``, everything else zero, so ``ŷ = x_qᵀΓg`` exactly.
 
-        ``gamma`` is ``(d, d)`` or ``(ensemble, d, d)``.
+        ``gamma`` is ``(d, d)`` or ``(members, d, d)``.
         """
         g = torch.as_tensor(gamma, dtype=dtype)
         if g.dim() == 2:
             g = g[None]
         if g.dim() != 3 or g.shape[-1] != g.shape[-2]:
-            raise ValueError(f"gamma must be (d, d) or (ensemble, d, d), got shape {tuple(g.shape)}")
+            raise ValueError(f"gamma must be (d, d) or (members, d, d), got shape {tuple(g.shape)}")
         e, d = g.shape[0], g.shape[-1]
-        model = cls(LinearAttentionConfig(d=d, ensemble=e, init_scale=0.0, dtype=dtype))
+        model = cls(LinearAttentionConfig(d=d, members=e, init_scale=0.0, dtype=dtype))
         with torch.no_grad():
             model.value[:, d, d] = 1.0
             model.key_query[:, :d, :d] = g.transpose(-1, -2)
@@ -110,7 +110,7 @@ class LinearSelfAttention(nn.Module):
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, tokens: Tensor) -> Tensor:
-        """All updated tokens, ``(ensemble, B, n+1, d+1)``, from prompts ``(B, n+1, d+1)`` shared by the members."""
+        """All updated tokens, ``(members, B, n+1, d+1)``, from prompts ``(B, n+1, d+1)`` shared by the members."""
         ctx = tokens[:, :-1, :]
         n = ctx.shape[1]
         a = ctx.transpose(-1, -2) @ ctx / n  # (B, d+1, d+1) = (1/n) Σ_i z_i z_iᵀ
@@ -119,7 +119,7 @@ class LinearSelfAttention(nn.Module):
         return tokens[None] + update
 
     def predict(self, tokens: Tensor) -> Tensor:
-        """The prediction for each prompt's query label, ``(ensemble, B)``: ``pᵀ A Q[:, :d] x_q``.
+        """The prediction for each prompt's query label, ``(members, B)``: ``pᵀ A Q[:, :d] x_q``.
 
         Equal to ``forward(tokens)[..., -1, -1]`` but computes only that entry.
         """
@@ -136,7 +136,7 @@ class LinearSelfAttention(nn.Module):
 
     # ------------------------------------------------------------------ reading the weights
     def preconditioner(self) -> Tensor:
-        """``Γ = p_y Q_xxᵀ + q_y p_xᵀ`` per member, ``(ensemble, d, d)``: the part of the prediction linear in the labels,
+        """``Γ = p_y Q_xxᵀ + q_y p_xᵀ`` per member, ``(members, d, d)``: the part of the prediction linear in the labels,
         ``x_qᵀ Γ (1/n)Σ y_i x_i``, i.e. one step of GD from zero with preconditioner ``Γ``."""
         d = self.config.d
         p_x, p_y = self.value[:, d, :d], self.value[:, d, d]
@@ -144,7 +144,7 @@ class LinearSelfAttention(nn.Module):
         return p_y[:, None, None] * q_xx.transpose(-1, -2) + q_y[:, :, None] * p_x[:, None, :]
 
     def gd_residual(self, tokens: Tensor) -> Tensor:
-        """``ŷ − x_qᵀΓg`` per member and prompt, ``(ensemble, B)``: the part of the prediction that is not one-step GD."""
+        """``ŷ − x_qᵀΓg`` per member and prompt, ``(members, B)``: the part of the prediction that is not one-step GD."""
         from ..theory.icl import one_step_gd_prediction
 
         d = self.config.d

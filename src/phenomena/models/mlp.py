@@ -21,7 +21,7 @@ shrinks with width).
 ``output_scale`` (α) multiplies the network's output: large α makes training lazy (Chizat,
 Oyallon & Bach 2019), the knob of the lazy-to-rich chapters.
 
-The ensemble axis is leading: ``weights[l]`` is ``(ensemble, out, in)``, so seeds or learning
+The ensemble axis is leading: ``weights[l]`` is ``(members, out, in)``, so seeds or learning
 rates of many small networks train as one batched matmul.
 """
 
@@ -65,7 +65,7 @@ class MLPConfig:
     init_scale: float = 1.0
     output_scale: float = 1.0
     bias: bool = False
-    ensemble: int = 1
+    members: int = 1
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
@@ -81,8 +81,8 @@ class MLPConfig:
             raise ValueError(f"init_scale must be a positive number, got {self.init_scale}")
         if not math.isfinite(self.output_scale) or self.output_scale == 0:
             raise ValueError(f"output_scale must be a non-zero number, got {self.output_scale}")
-        if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1, got {self.ensemble}")
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
 
     @property
     def depth(self) -> int:
@@ -110,13 +110,13 @@ class MLPConfig:
 
 
 class MLP(nn.Module):
-    """An ensemble of MLPs; input ``(batch, in)`` (shared) or ``(ensemble, batch, in)``, output ``(ensemble, batch, out)``."""
+    """An ensemble of MLPs; input ``(batch, in)`` (shared) or ``(members, batch, in)``, output ``(members, batch, out)``."""
 
     def __init__(self, config: MLPConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        e, w, dt = config.ensemble, list(config.widths), config.dtype
+        e, w, dt = config.members, list(config.widths), config.dtype
         scales = config.layer_scales()
         self.multipliers: list[float] = [m for m, _ in scales]
         self.weights = nn.ParameterList(
@@ -129,7 +129,7 @@ class MLP(nn.Module):
         self.act = ACTIVATIONS[config.activation]
 
     def features(self, x: Tensor) -> Tensor:
-        """Activations of the last hidden layer, ``(ensemble, batch, width)`` (a transposed view)."""
+        """Activations of the last hidden layer, ``(members, batch, width)`` (a transposed view)."""
         return self._hidden(x).transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -154,22 +154,22 @@ class MLP(nn.Module):
         )
 
     def _check_input(self, x: Tensor) -> None:
-        if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != self.config.ensemble):
+        if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[0] != self.config.members):
             raise ValueError(
-                f"input must be (batch, {self.config.widths[0]}) or ({self.config.ensemble}, batch, "
+                f"input must be (batch, {self.config.widths[0]}) or ({self.config.members}, batch, "
                 f"{self.config.widths[0]}), got {tuple(x.shape)}"
             )
 
-    # Inside, activations are *feature-major*, ``(ensemble, features, batch)``: every layer is then
+    # Inside, activations are *feature-major*, ``(members, features, batch)``: every layer is then
     # one GEMM (shared input) or one batched GEMM writing a contiguous result, and the activation
-    # and its backward run on contiguous memory. Batch-major ``(ensemble, batch, features)`` with a
+    # and its backward run on contiguous memory. Batch-major ``(members, batch, features)`` with a
     # shared input needs a transpose after the first layer, and the element-wise kernels on that
     # strided tensor cost more than the matmuls (benchmarks/ensemble.py: about 1.8x per step).
     def _hidden(self, x: Tensor) -> Tensor:
-        """The last hidden layer, feature-major ``(ensemble, width, batch)``; the input itself for depth 1."""
+        """The last hidden layer, feature-major ``(members, width, batch)``; the input itself for depth 1."""
         self._check_input(x)
         if self.config.depth == 1:  # no hidden layer: the input, one copy per member
-            h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.ensemble, -1, -1)
+            h = x if x.dim() == 3 else x.unsqueeze(0).expand(self.config.members, -1, -1)
             return h.transpose(1, 2)
         h = self.act(self._linear(x.T if x.dim() == 2 else x.transpose(1, 2), 0))
         for layer in range(1, self.config.depth - 1):
@@ -178,12 +178,12 @@ class MLP(nn.Module):
 
     def _linear(self, h: Tensor, layer: int) -> Tensor:
         """``m·W h + b`` for every member, feature-major: ``h`` is ``(in, batch)`` shared by all members
-        or ``(ensemble, in, batch)``; the result is ``(ensemble, out, batch)``, contiguous."""
+        or ``(members, in, batch)``; the result is ``(members, out, batch)``, contiguous."""
         bias = self.biases[layer] if self.config.bias else None
         return _affine(h, self.weights[layer], bias, self.multipliers[layer])
 
     def _readout(self, h: Tensor) -> Tensor:
-        """The last layer, from feature-major ``h`` to the batch-major output ``(ensemble, batch, out)``.
+        """The last layer, from feature-major ``h`` to the batch-major output ``(members, batch, out)``.
 
         Computed feature-major too, so that the gradient reaching the last hidden layer is
         contiguous (a transposed one sends the activation's backward down a slow strided path).
@@ -192,7 +192,7 @@ class MLP(nn.Module):
 
 
 def _batch_major(y: Tensor) -> Tensor:
-    """The read-out ``(ensemble, out, batch)`` as ``(ensemble, batch, out)``: a view for one output unit
+    """The read-out ``(members, out, batch)`` as ``(members, batch, out)``: a view for one output unit
     (already contiguous in that order), else a contiguous copy, as a batch-major output is expected to be."""
     y = y.transpose(1, 2)
     return y if y.shape[-1] == 1 else y.contiguous()
@@ -201,7 +201,7 @@ def _batch_major(y: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------- one-node ReLU path
 def _affine(h: Tensor, w: Tensor, bias: Tensor | None, m: float) -> Tensor:
     """``m·W h + b`` for every member, feature-major: ``h`` is ``(in, batch)`` shared by all members or
-    ``(ensemble, in, batch)``, ``w`` is ``(ensemble, out, in)``; the result is ``(ensemble, out, batch)``."""
+    ``(members, in, batch)``, ``w`` is ``(members, out, in)``; the result is ``(members, out, batch)``."""
     e, out_dim, in_dim = w.shape
     if h.dim() == 2:  # shared input: all members' weights stacked into one GEMM
         w2 = w.reshape(e * out_dim, in_dim)

@@ -43,11 +43,11 @@ class UFMConfig:
     bias: bool | tuple[bool, ...] = False
     feature_std: float = 0.1
     weight_scale: float = 1.0
-    ensemble: int = 1
+    members: int = 1
     dtype: torch.dtype = torch.float64
 
     def __post_init__(self) -> None:
-        for name in ("samples", "classes", "dim", "depth", "ensemble"):
+        for name in ("samples", "classes", "dim", "depth", "members"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -57,13 +57,13 @@ class UFMConfig:
             raise ValueError(f"dim ({self.dim}) must be >= classes ({self.classes}) for the class means to be orthogonal")
         if not (self.feature_std > 0 and self.weight_scale > 0):
             raise ValueError(f"feature_std and weight_scale must be positive, got {self.feature_std}, {self.weight_scale}")
-        if isinstance(self.bias, (tuple, list)) and len(self.bias) != self.ensemble:
-            raise ValueError(f"bias must be one flag or one per member ({self.ensemble}), got {self.bias!r}")
+        if isinstance(self.bias, (tuple, list)) and len(self.bias) != self.members:
+            raise ValueError(f"bias must be one flag or one per member ({self.members}), got {self.bias!r}")
 
     @property
     def bias_mask(self) -> tuple[bool, ...]:
         """Which members have a bias."""
-        return tuple(bool(b) for b in self.bias) if isinstance(self.bias, (tuple, list)) else (bool(self.bias),) * self.ensemble
+        return tuple(bool(b) for b in self.bias) if isinstance(self.bias, (tuple, list)) else (bool(self.bias),) * self.members
 
 
 class UnconstrainedFeatures(nn.Module):
@@ -72,7 +72,7 @@ class UnconstrainedFeatures(nn.Module):
     def __init__(self, config: UFMConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = c = config
-        e, dt = c.ensemble, c.dtype
+        e, dt = c.members, c.dtype
 
         gen = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         self.features = nn.Parameter(

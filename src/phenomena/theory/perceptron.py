@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..metrics.curves import first_index
+
 
 def _check_data(features: ArrayLike, labels: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     a = np.asarray(features, dtype=np.float64)
@@ -51,16 +53,15 @@ def batch_perceptron(features: ArrayLike, labels: ArrayLike, steps: int) -> NDAr
     return out
 
 
-def steps_to_separate(iterates: ArrayLike, features: ArrayLike, labels: ArrayLike) -> int:
-    """The first index ``t`` at which ``iterates[t]`` classifies every point correctly (margin > 0); ``-1`` if none.
+def steps_to_separate(iterates: ArrayLike, features: ArrayLike, labels: ArrayLike) -> float:
+    """The first index ``t`` at which ``iterates[t]`` classifies every point correctly (margin > 0); ``inf`` if none.
 
     ``iterates`` is ``(T, d)``; the same definition serves gradient descent and the perceptron.
     """
     a, y = _check_data(features, labels)
     th = np.asarray(iterates, dtype=np.float64)
     ok = ((th @ (y[:, None] * a).T) > 0).all(axis=1)
-    hit = np.nonzero(ok)[0]
-    return int(hit[0]) if hit.size else -1
+    return float(first_index(ok))
 
 
 def worst_case_steps(n: int) -> int:

@@ -29,21 +29,21 @@ from ..models import MLP, MLPConfig
 DTYPE = torch.float32
 
 
-def bayes_accuracy(mu_norm: float, eta: float = 0.0) -> float:
+def bayes_accuracy(mu_norm: float, flip_fraction: float = 0.0) -> float:
     """Accuracy of the Bayes-optimal classifier of the XOR cluster distribution.
 
     The clean label's posterior favours ``+1`` exactly when ``cosh⟨x, μ₁⟩ > cosh⟨x, μ₂⟩``, i.e.
     ``|⟨x, μ₁⟩| > |⟨x, μ₂⟩|``. For a point of the cluster ``+μ₁``, ``⟨x, μ₁⟩/‖μ‖ = ‖μ‖ + g₁`` and
     ``⟨x, μ₂⟩/‖μ‖ = g₂`` with independent standard normals, so the clean error is
     ``P(|‖μ‖ + g₁| < |g₂|) = E[2Φ(−|‖μ‖ + g₁|)]`` (the same for every cluster by symmetry).
-    Against labels flipped with probability ``eta`` the accuracy is ``(1 − η)·acc + η·(1 − acc)``.
+    Against labels flipped with probability ``flip_fraction`` the accuracy is ``(1 − η)·acc + η·(1 − acc)``.
     """
     from scipy import integrate, special
 
     if not mu_norm > 0:
         raise ValueError(f"mu_norm must be positive, got {mu_norm}")
-    if not 0 <= eta < 0.5:
-        raise ValueError(f"eta must be in [0, 0.5), got {eta}")
+    if not 0 <= flip_fraction < 0.5:
+        raise ValueError(f"flip_fraction must be in [0, 0.5), got {flip_fraction}")
 
     def integrand(g: float) -> float:
         return 2 * special.ndtr(-abs(mu_norm + g)) * math.exp(-g * g / 2) / math.sqrt(2 * math.pi)
@@ -51,7 +51,7 @@ def bayes_accuracy(mu_norm: float, eta: float = 0.0) -> float:
     error, _ = integrate.quad(integrand, -mu_norm - 12, -mu_norm + 12, points=[-mu_norm], limit=200)
     error += 2 * special.ndtr(-12.0)  # the tails outside the window (|g| > 12): at most their mass
     clean = 1.0 - min(max(error, 0.0), 0.5)
-    return (1 - eta) * clean + eta * (1 - clean)
+    return (1 - flip_fraction) * clean + flip_fraction * (1 - clean)
 
 
 def checkpoints(steps: int, per_decade: int = 8) -> np.ndarray:
@@ -67,7 +67,7 @@ def xor_network(dim: int, width: int, members: int, init_scale: float, generator
     fixed at ``+1/√m`` for the first half of the neurons and ``−1/√m`` for the second half."""
     if width < 2 or width % 2:
         raise ValueError(f"width must be an even number >= 2 (half the neurons of each sign), got {width}")
-    net = MLP(MLPConfig([dim, width, 1], activation="relu", init_scale=init_scale, ensemble=members, dtype=DTYPE),
+    net = MLP(MLPConfig([dim, width, 1], activation="relu", init_scale=init_scale, members=members, dtype=DTYPE),
               generator=generator)
     with torch.no_grad():
         net.weights[1].copy_(neuron_signs(width).to(DTYPE).div(math.sqrt(width)).expand(members, 1, width))
@@ -127,7 +127,7 @@ def train_xor(
     n: int,
     dim: int,
     mu_norm: float,
-    eta: float,
+    flip_fraction: float,
     width: int,
     members: int,
     lr: float,
@@ -141,17 +141,17 @@ def train_xor(
 ) -> XorHistory:
     """Train ``members`` networks by full-batch GD on the logistic loss and evaluate them at :func:`checkpoints`.
 
-    Each member has its own training set of ``n`` points (exactly ``round(eta·n)`` labels
+    Each member has its own training set of ``n`` points (exactly ``round(flip_fraction·n)`` labels
     flipped, at random) and its own initialisation; all members share one clean test set of ``n_test``
     points. Recorded: the training accuracy against the observed (noisy) labels, on all points
     and on the flipped ones only; the clean test accuracy; every neuron's projections on the two
     cluster means.
     """
-    train = xor_clusters(n, dim, mu_norm, eta, data_generator, sets=members, exact_flips=True, dtype=DTYPE)
+    train = xor_clusters(n, dim, mu_norm, flip_fraction, data_generator, sets=members, exact_flips=True, dtype=DTYPE)
     test = xor_clusters(n_test, dim, mu_norm, 0.0, data_generator, dtype=DTYPE)
     flipped_count = train.flipped.sum(-1).numpy()
     if (flipped_count == 0).any():
-        raise ValueError(f"eta·n = {eta * n:.2f} rounds to no flipped label; raise n or eta")
+        raise ValueError(f"flip_fraction·n = {flip_fraction * n:.2f} rounds to no flipped label; raise n or flip_fraction")
     device = torch.device(device)
     train = XorClusters(*(t.to(device) for t in (train.x, train.y_clean, train.y, train.flipped, train.means)))
     test_x, test_y = test.x.to(device), test.y_clean.to(device)

@@ -29,6 +29,7 @@ from torch import Tensor
 from ..data import ModularTask, modular_task
 from ..ensemble import AdamW, fit
 from ..metrics import active_neurons, neuron_fourier_power, top_frequency_fraction
+from ..metrics.curves import crossing_time
 from ..models import MLP, MLPConfig
 
 LOSSES = ("mse", "ce")
@@ -84,7 +85,7 @@ def train_members(
     eval_mask: Tensor,
     *,
     p: int,
-    hidden: int,
+    width: int,
     lr: float | Sequence[float],
     weight_decay: float | Sequence[float],
     steps: int,
@@ -107,7 +108,7 @@ def train_members(
     members = train_mask.shape[0]
     if train_mask.shape != (members, x.shape[0]) or eval_mask.shape != (members, x_eval.shape[0]):
         raise ValueError("train_mask must be (members, len(x)) and eval_mask (members, len(x_eval))")
-    config = MLPConfig([2 * p, hidden, p], activation=activation, init_scale=init_scale, ensemble=members,
+    config = MLPConfig([2 * p, width, p], activation=activation, init_scale=init_scale, members=members,
                        dtype=x.dtype)
     net = MLP(config, generator=generator).to(x.device)
     wd = torch.as_tensor(weight_decay, dtype=x.dtype).expand(members).clone()
@@ -155,7 +156,7 @@ def train_grokking(
     task: ModularTask,
     *,
     weight_decays: Sequence[float],
-    hidden: int,
+    width: int,
     lr: float,
     steps: int,
     generator: torch.Generator,
@@ -171,22 +172,15 @@ def train_grokking(
     members = len(weight_decays)
     def ones(n):
         return torch.ones(members, n, dtype=torch.bool, device=x.device)
-    return train_members(x, y, ones(len(y)), x_test, y_test, ones(len(y_test)), p=task.p, hidden=hidden, lr=lr,
+    return train_members(x, y, ones(len(y)), x_test, y_test, ones(len(y_test)), p=task.p, width=width, lr=lr,
                          weight_decay=list(weight_decays), steps=steps, generator=generator, **kwargs)
-
-
-def first_reached(curve: np.ndarray, steps: np.ndarray, level: float) -> np.ndarray:
-    """First recorded step at which each column of ``curve`` is ``>= level``; ``inf`` if never."""
-    hit = curve >= level
-    first = np.argmax(hit, axis=0)
-    return np.where(hit.any(0), steps[first].astype(float), np.inf)
 
 
 def grokking_times(history: GrokkingHistory, *, train_level: float = 0.99, test_level: float = 0.95) -> pd.DataFrame:
     """Per member: ``T1`` (train accuracy first ``>= train_level``), the test accuracy then, ``T2``
     (test accuracy first ``>= test_level``), ``T2/T1`` and the final test accuracy."""
-    t1 = first_reached(history.train_acc, history.steps, train_level)
-    t2 = first_reached(history.test_acc, history.steps, test_level)
+    t1 = crossing_time(history.train_acc, train_level, direction="above", steps=history.steps, interpolate=None)
+    t2 = crossing_time(history.test_acc, test_level, direction="above", steps=history.steps, interpolate=None)
     test_at_t1 = np.array([
         history.test_acc[int(np.searchsorted(history.steps, t)), e] if np.isfinite(t) else np.nan
         for e, t in enumerate(t1)
@@ -233,12 +227,12 @@ def critical_fraction(p: int | np.ndarray, multiplier: float = 1.0) -> np.ndarra
     return multiplier * np.log(p) / p
 
 
-def sample_size_sweep(
+def sample_size_scan(
     ps: Sequence[int],
     fractions: dict[int, Sequence[float]],
     *,
     weight_decay: float,
-    hidden: int,
+    width: int,
     lr: float,
     steps: int,
     generator: torch.Generator,
@@ -266,12 +260,12 @@ def sample_size_sweep(
         for e, n in enumerate(sizes):
             train_mask[e, :n] = True
             eval_mask[e, order[:n]] = False
-        hist = train_members(x, y, train_mask.to(device), x_all, y_all, eval_mask.to(device), p=p, hidden=hidden,
+        hist = train_members(x, y, train_mask.to(device), x_all, y_all, eval_mask.to(device), p=p, width=width,
                              lr=lr, weight_decay=weight_decay, steps=steps, generator=generator, **kwargs)
-        t2 = first_reached(hist.test_acc, hist.steps, test_level)
+        t2 = crossing_time(hist.test_acc, test_level, direction="above", steps=hist.steps, interpolate=None)
         for e, (f, n) in enumerate(zip(fr, sizes)):
             rows.append({
-                "p": p, "fraction": f, "n": n, "n/(p ln p)": n / (p * math.log(p)),
+                "p": p, "fraction": f, "n": n, "n_over_p_ln_p": n / (p * math.log(p)),
                 "final_test_acc": float(hist.test_acc[-1, e]), "max_test_acc": float(hist.test_acc[:, e].max()),
                 "final_train_acc": float(hist.train_acc[-1, e]), "T_generalise": float(t2[e]),
                 "generalised": bool(hist.test_acc[-1, e] >= test_level),
@@ -295,9 +289,9 @@ def smallest_generalising(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "p": p, "n_min": float(n[tail]) if tail < len(ok) else math.nan,
             "n_below": float(n[tail - 1]) if tail > 0 else math.nan,
-            "p ln p": p * math.log(p), "p²": p * p,
+            "p_ln_p": p * math.log(p), "p²": p * p,
         })
     out = pd.DataFrame(rows)
-    out["n_min/(p ln p)"] = out["n_min"] / out["p ln p"]
+    out["n_min_over_p_ln_p"] = out["n_min"] / out["p_ln_p"]
     out["n_min/p²"] = out["n_min"] / out["p²"]
     return out

@@ -50,7 +50,7 @@ def committee_machine(dim: int, width: int, eps: float, members: int, generator:
     if not eps > 0:
         raise ValueError(f"eps (the quadratic part of the activation) must be positive, got {eps}")
     config = MLPConfig([dim, width, 1], activation="poly", parameterization="ntk", init_scale=float(eps),
-                       ensemble=members, dtype=DTYPE)
+                       members=members, dtype=DTYPE)
     net = MLP(config, generator=generator)
     with torch.no_grad():
         net.weights[0].copy_(net.weights[0][:1].expand_as(net.weights[0]))  # one init for every α
@@ -68,7 +68,7 @@ def output_multiplier(alphas: Sequence[float], width: int, eps: float) -> Tensor
 
 
 @dataclass
-class LazyRichRun:
+class LazyRichResult:
     """One training run of every ``α`` at once.
 
     ``train_loss`` is ``(steps + 1, members)``, one row per step; ``test_loss``, ``alignment`` and
@@ -98,7 +98,7 @@ def train_lazy_rich(
     steps: int,
     generator: torch.Generator,
     record_every: int = 5,
-) -> LazyRichRun:
+) -> LazyRichResult:
     """Full-batch gradient descent on ``½·mean (f(x) − y)²`` for every ``α`` at once, ``η = η₀N/α²``.
 
     The network is centred on its initial function on the training and test inputs (the only
@@ -129,7 +129,7 @@ def train_lazy_rich(
         },
         record_every=record_every,
     )
-    return LazyRichRun(
+    return LazyRichResult(
         alphas=np.asarray(list(alphas), float),
         lr=lr.cpu().numpy(),
         steps=history.record_steps.numpy(),
@@ -157,7 +157,7 @@ class KernelBaseline:
     limit: float
 
 
-def initial_kernel_baseline(run: LazyRichRun, task: SingleIndexTask) -> KernelBaseline:
+def initial_kernel_baseline(run: LazyRichResult, task: SingleIndexTask) -> KernelBaseline:
     """Kernel regression with the network's initial NTK, the lazy limit of every member.
 
     The centred network starts at ``f = 0``, so its linearisation trained by gradient descent is
@@ -169,7 +169,7 @@ def initial_kernel_baseline(run: LazyRichRun, task: SingleIndexTask) -> KernelBa
     """
     config = run.network.config
     single = MLP(MLPConfig(list(config.widths), activation=config.activation, parameterization=config.parameterization,
-                           init_scale=config.init_scale, ensemble=1, dtype=config.dtype)).to(task.x_train.device)
+                           init_scale=config.init_scale, members=1, dtype=config.dtype)).to(task.x_train.device)
     with torch.no_grad():
         single.weights[0].copy_(run.initial_weights[:1])
         single.weights[1].fill_(1.0)
@@ -198,7 +198,7 @@ def initial_kernel_baseline(run: LazyRichRun, task: SingleIndexTask) -> KernelBa
     )
 
 
-def grokking_times(run: LazyRichRun, threshold: float) -> pd.DataFrame:
+def grokking_times(run: LazyRichResult, threshold: float) -> pd.DataFrame:
     """When train and test loss first fall to ``threshold`` × their initial value, per ``α``.
 
     ``t_train`` (from the per-step train loss) and ``t_test`` (from the recorded test loss, mapped to
@@ -211,10 +211,8 @@ def grokking_times(run: LazyRichRun, threshold: float) -> pd.DataFrame:
         raise ValueError(f"threshold is a fraction of the initial loss in (0, 1), got {threshold}")
     train = torch.as_tensor(run.train_loss)
     test = torch.as_tensor(run.test_loss)
-    t_train = crossing_time(train / train[0], threshold).numpy()
-    index = crossing_time(test / test[0], threshold).numpy()
-    t_test = np.where(np.isfinite(index), np.interp(np.where(np.isfinite(index), index, 0), np.arange(len(run.steps)),
-                                                    run.steps), np.inf)
+    t_train = crossing_time(train / train[0], threshold)
+    t_test = crossing_time(test / test[0], threshold, steps=run.steps)
     return pd.DataFrame({
         "alpha": run.alphas,
         "t_train": t_train,

@@ -25,7 +25,7 @@ DTYPE = torch.float64
 
 
 @dataclass
-class StepSizeSweep:
+class StepSizeScan:
     """``iterates (steps+1, G, d)`` of gradient descent for each step size ``gammas (G,)``, the batch
     perceptron's ``perceptron (steps+1, d)`` and the logistic ``loss (steps+1, G)``."""
 
@@ -42,7 +42,7 @@ class StepSizeSweep:
 
 def logistic_gd(
     features: Tensor, labels: Tensor, gammas: Sequence[float], steps: int
-) -> StepSizeSweep:
+) -> StepSizeScan:
     """Gradient descent on the logistic loss from ``θ₀ = 0`` at every step size in ``gammas``, as one ensemble."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -51,7 +51,7 @@ def logistic_gd(
         raise ValueError(f"gammas must be a non-empty list of positive step sizes, got {gammas}")
     x = features.to(DTYPE)
     y = labels.to(DTYPE)
-    model = MLP(MLPConfig([x.shape[1], 1], activation="linear", ensemble=len(g), dtype=DTYPE)).to(x.device)
+    model = MLP(MLPConfig([x.shape[1], 1], activation="linear", members=len(g), dtype=DTYPE)).to(x.device)
     with torch.no_grad():
         model.weights[0].zero_()
 
@@ -66,7 +66,7 @@ def logistic_gd(
         record={"theta": lambda: model.weights[0][:, 0, :].detach().clone()},
     )
     a, lab = x.cpu().numpy(), y.cpu().numpy()
-    return StepSizeSweep(
+    return StepSizeScan(
         gammas=g,
         iterates=history.recorded["theta"].numpy(),
         perceptron=batch_perceptron(a, lab, steps),
@@ -74,18 +74,18 @@ def logistic_gd(
     )
 
 
-def separation_steps(sweep: StepSizeSweep, features: Tensor, labels: Tensor) -> np.ndarray:
+def separation_steps(scan: StepSizeScan, features: Tensor, labels: Tensor) -> np.ndarray:
     """Steps until zero training error for each step size (``-1``: not within the recorded steps)."""
     a, y = features.cpu().numpy(), labels.cpu().numpy()
-    return np.array([steps_to_separate(sweep.iterates[:, k], a, y) for k in range(len(sweep.gammas))])
+    return np.array([steps_to_separate(scan.iterates[:, k], a, y) for k in range(len(scan.gammas))])
 
 
-def perceptron_margin_floor(sweep: StepSizeSweep, features: Tensor, labels: Tensor, upto: int) -> float:
+def perceptron_margin_floor(scan: StepSizeScan, features: Tensor, labels: Tensor, upto: int) -> float:
     """``m* = min_{1 ≤ t < upto, i} |yᵢ aᵢᵀθ̂ₜ|``: the smallest margin the perceptron path passes.
 
     ``θₜ/γ`` departs from ``θ̂ₜ`` through the terms ``σ(−γ|m|)`` ≈ ``e^{−γ|m|}`` that the limit drops;
     the slowest of them decays as ``e^{−γ·m*}``, which sets how fast the distance vanishes.
     """
     a, y = features.cpu().numpy(), labels.cpu().numpy()
-    m = sweep.perceptron[1:upto] @ (y[:, None] * a).T
+    m = scan.perceptron[1:upto] @ (y[:, None] * a).T
     return float(np.abs(m).min())

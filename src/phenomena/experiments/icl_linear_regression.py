@@ -68,7 +68,7 @@ def train_layer(
         raise ValueError(f"gd_init_members must lie in [0, members={members}], got {gd_init_members}")
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
-    config = LinearAttentionConfig(d=tasks.d, ensemble=members, init_scale=init_scale, dtype=DTYPE)
+    config = LinearAttentionConfig(d=tasks.d, members=members, init_scale=init_scale, dtype=DTYPE)
     model = LinearSelfAttention(config, generator=generator)
     gd = torch.arange(members) >= members - gd_init_members
     model.zero_couplings(gd)
@@ -111,7 +111,7 @@ def evaluate(
     """
     device = model.value.device
     data = ICLTasks(tasks.d, tasks.n, tasks.noise, tasks.covariance, tasks.rho, model.value.dtype)
-    e = model.config.ensemble
+    e = model.config.members
     sq, sq2, res, pred2 = (torch.zeros(e, dtype=torch.float64, device=device) for _ in range(4))
     done = 0
     while done < prompts:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from phenomena.data import single_index_task
-from phenomena.experiments import lazy_rich
+from phenomena.experiments import grokking_lazy_rich as lazy_rich
 from phenomena.metrics import empirical_ntk, kernel_regression
 
 

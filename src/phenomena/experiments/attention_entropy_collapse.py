@@ -32,6 +32,7 @@ from torch import Tensor
 from ..data import MarkovLanguage
 from ..ensemble import Adam, fit
 from ..metrics import attention_entropy
+from ..metrics.curves import first_index
 from ..models import GPT, GPTConfig, lm_loss
 from ..theory.attention import entropy_lower_bound
 
@@ -39,7 +40,7 @@ DTYPE = torch.float64  # the bound is checked to float64 round-off, and the mode
 
 
 @dataclass
-class EntropyRun:
+class EntropyResult:
     """One switch setting trained at every learning rate of a grid (the ensemble axis).
 
     Arrays indexed ``[record, member, layer, head]`` hold one value per recorded step (every step,
@@ -189,7 +190,7 @@ def reparam_spectra(model: GPT, previous: Sequence[Tensor]) -> tuple[Tensor, Ten
     """
     layers = [m for m in model.linears() if m.sigma_reparam]
     if not layers:
-        empty = torch.zeros(model.config.ensemble, 0, dtype=DTYPE)
+        empty = torch.zeros(model.config.members, 0, dtype=DTYPE)
         return empty, empty, empty
     ratio, gap, change = [], [], []
     for lin, w0 in zip(layers, previous):
@@ -215,7 +216,7 @@ def train_lr_grid(
     scatter_every: int = 10,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
-) -> EntropyRun:
+) -> EntropyResult:
     """Train one post-LN GPT per learning rate (Adam, no warm-up), all at once, probing every step.
 
     ``generator`` draws the probe batch, the training minibatches (a fresh batch per step, shared
@@ -230,7 +231,7 @@ def train_lr_grid(
         raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(lrs)}")
     device = torch.device(device)
     config = GPTConfig(vocab_size=language.vocab_size, context=length, layers=layers, heads=heads, width=width,
-                       norm="post", sigma_reparam=sigma_reparam, ensemble=len(rates), dtype=DTYPE)
+                       norm="post", sigma_reparam=sigma_reparam, members=len(rates), dtype=DTYPE)
     probe = language.sample(probe_batch, length, generator).to(device)
     data = language.sample(batch * (steps + 1), length + 1, generator).view(steps + 1, batch, length + 1).to(device)
     model = GPT(config, generator).share_init().to(device)  # after the data: both settings see the same batches
@@ -260,7 +261,7 @@ def train_lr_grid(
 
     history = fit(optimizer, loss, steps, on_divergence="mask")
     stacked = {k: torch.stack([r[k] for r in records]).numpy() for k in records[0]}
-    return EntropyRun(
+    return EntropyResult(
         sigma_reparam=sigma_reparam,
         lrs=np.asarray(list(lrs), float),
         steps=np.arange(len(records)),
@@ -275,34 +276,28 @@ def train_lr_grid(
     )
 
 
-def mean_entropy(run: EntropyRun) -> np.ndarray:
+def mean_entropy(run: EntropyResult) -> np.ndarray:
     """Attention entropy averaged over layers and heads, ``(record, member)``."""
     return run.entropy.mean(axis=(2, 3))
 
 
-def first_step(condition: np.ndarray) -> np.ndarray:
-    """First index along axis 0 where ``condition`` holds, per member; ``-1`` where it never does."""
-    hit = condition.any(axis=0)
-    return np.where(hit, condition.argmax(axis=0), -1)
-
-
-def collapse_step(run: EntropyRun, fraction: float = 0.5) -> np.ndarray:
+def collapse_step(run: EntropyResult, fraction: float = 0.5) -> np.ndarray:
     """First step at which a member's mean attention entropy is below ``fraction`` of its initial value."""
     h = mean_entropy(run)
-    return first_step(h < fraction * h[0])
+    return first_index(h < fraction * h[0])
 
 
-def divergence_step(run: EntropyRun) -> np.ndarray:
+def divergence_step(run: EntropyResult) -> np.ndarray:
     """First step at which a member's training loss is above its initial loss (the loss went the wrong way)."""
-    return first_step(run.loss > run.loss[0])
+    return first_index(run.loss > run.loss[0])
 
 
-def final_loss(run: EntropyRun, window: int) -> np.ndarray:
+def final_loss(run: EntropyResult, window: int) -> np.ndarray:
     """Training loss averaged over the last ``window`` steps, per member (fresh batches: an unbiased estimate)."""
     return run.loss[-window:].mean(axis=0)
 
 
-def summary(runs: Sequence[EntropyRun], window: int, entropy_rate: float, unigram: float) -> pd.DataFrame:
+def summary(runs: Sequence[EntropyResult], window: int, entropy_rate: float, unigram: float) -> pd.DataFrame:
     """One row per (setting, learning rate): final loss against the floor and the context-free level, entropy."""
     rows = []
     for r in runs:
@@ -312,13 +307,13 @@ def summary(runs: Sequence[EntropyRun], window: int, entropy_rate: float, unigra
             rows.append({
                 "setting": r.label,
                 "lr": lr,
-                "final loss": final_loss(r, window)[e],
-                "loss floor (entropy rate)": entropy_rate,
+                "final_loss": final_loss(r, window)[e],
+                "loss_floor": entropy_rate,
                 "context-free loss H(π)": unigram,
-                "entropy start": h[0, e],
-                "entropy end": h[-1, e],
-                "end / start": h[-1, e] / h[0, e],
-                "step entropy < ½ start": tc[e],
-                "step loss > start": td[e],
+                "entropy_start": h[0, e],
+                "entropy_end": h[-1, e],
+                "end_over_start": h[-1, e] / h[0, e],
+                "step_entropy_halved": tc[e],
+                "step_loss_above_start": td[e],
             })
     return pd.DataFrame(rows)

@@ -1,6 +1,6 @@
 """Experiments of the chapter *saxe-deep-linear*: mode trajectories and learning time vs depth.
 
-Kept here, not in the notebook, so that the chapter's cells stay short and a sweep or a test
+Kept here, not in the notebook, so that the chapter's cells stay short and a scan or a test
 can call the same code. Everything runs in float64: the closed forms are compared to within a
 few percent and the matrices are tiny.
 """
@@ -65,7 +65,7 @@ class ModeTrajectories:
 def train_modes(
     task: Task,
     *,
-    hidden: int,
+    width: int,
     init: str,
     init_scale: float,
     lr: float,
@@ -87,7 +87,7 @@ def train_modes(
 
     d_in, d_out = task.x.shape[1], task.y.shape[1]
     config = DeepLinearConfig(
-        [d_in, hidden, d_out], init=init, init_scale=init_scale, ensemble=members, dtype=DTYPE
+        [d_in, width, d_out], init=init, init_scale=init_scale, members=members, dtype=DTYPE
     )
     net = _build(config, generator, task)
     if init == "decoupled":
@@ -116,25 +116,13 @@ def train_modes(
 
 
 def half_times(traj: ModeTrajectories, singular_values: Sequence[float]) -> np.ndarray:
-    """First recorded step at which each mode reaches half its final strength ``s/2``: ``(members, modes)``.
+    """First step at which each mode reaches half its final strength ``s/2``: ``(members, modes)``.
 
-    Linear interpolation between recorded steps; ``nan`` if a mode never gets there.
+    Linear interpolation between recorded steps; ``inf`` if a mode never gets there
+    (:func:`phenomena.metrics.crossing_time`).
     """
     s = np.asarray(singular_values, float)
-    u, t = traj.strength, traj.steps.astype(float)
-    out = np.full(u.shape[1:], np.nan)
-    for e in range(u.shape[1]):
-        for r in range(u.shape[2]):
-            above = np.nonzero(u[:, e, r] >= s[r] / 2)[0]
-            if above.size == 0:
-                continue
-            k = above[0]
-            if k == 0:
-                out[e, r] = t[0]
-                continue
-            a, b = u[k - 1, e, r], u[k, e, r]
-            out[e, r] = t[k - 1] + (s[r] / 2 - a) / (b - a) * (t[k] - t[k - 1])
-    return out
+    return crossing_time(traj.strength, s / 2, direction="above", steps=traj.steps, interpolate="linear")
 
 
 def _build(config: DeepLinearConfig, generator: torch.Generator, task: Task) -> DeepLinearNetwork:
@@ -167,13 +155,13 @@ def learning_time_vs_depth(
     for init in inits:
         for depth in depths:
             config = DeepLinearConfig(
-                [width] * (depth + 1), init=init, init_scale=1.0, ensemble=len(lrs), dtype=DTYPE
+                [width] * (depth + 1), init=init, init_scale=1.0, members=len(lrs), dtype=DTYPE
             )
             net = _build(config, generator, task)
             history = train_full_batch(net, task.x, task.y, lr=rates, steps=steps, on_divergence="mask")
             initial = history.loss[0]
             times = crossing_time(history.loss, threshold * initial)
-            best = int(torch.argmin(times))
+            best = int(np.argmin(times))
             rows.append(
                 {
                     "init": init,
