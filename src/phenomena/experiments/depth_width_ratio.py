@@ -22,8 +22,8 @@ Two samplers draw the same law:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -82,12 +82,12 @@ def sample_variances(
         m = min(chunk, members - start)
         g = torch.empty(m, depth + 1, dtype=torch.float64)
         g[:, 0] = c_w * float(x.square().mean())
+        a = x.expand(m, dim)  # the input, then each layer's activations
         for layer in range(depth):  # z^{(layer+1)}, then G_{layer+2} from its activations
             if sampler == "weights":
                 fan_in = dim if layer == 0 else width
                 w = torch.randn(m, width, fan_in, generator=generator, dtype=dtype, device=device)
-                h = x.expand(m, dim) if layer == 0 else a
-                z = torch.bmm(w, h.unsqueeze(-1)).squeeze(-1) * math.sqrt(c_w / fan_in)
+                z = torch.bmm(w, a.unsqueeze(-1)).squeeze(-1) * math.sqrt(c_w / fan_in)
             else:
                 noise = torch.randn(m, width, generator=generator, dtype=dtype, device=device)
                 z = noise * g[:, layer].to(dtype).sqrt().unsqueeze(1)
@@ -108,6 +108,7 @@ class Ensemble:
     variances: Tensor
     table: pd.DataFrame
     replicates: np.ndarray  # (bootstrap replicates, layers) values of κ̂
+    preactivations: Tensor | None = None  # (networks, width, depth): z^{(1)} … z^{(depth)}, when kept
 
 
 def layer_table(
@@ -147,12 +148,14 @@ def run_ensemble(
     *,
     sampler: str = "weights",
     replicates: int = 200,
+    keep_preactivations: bool = False,
     device: torch.device | str = "cpu",
 ) -> Ensemble:
     """Sample ``members`` networks and tabulate every layer (see :func:`layer_table`)."""
-    g, _ = sample_variances(activation, width, depth, members, generator, sampler=sampler, device=device)
+    g, z = sample_variances(activation, width, depth, members, generator, sampler=sampler, device=device,
+                            keep_preactivations=keep_preactivations)
     table, reps = layer_table(activation, width, g, replicates=replicates, generator=generator)
-    return Ensemble(activation, width, g, table, reps)
+    return Ensemble(activation, width, g, table, reps, z)
 
 
 def width_scan(
@@ -162,15 +165,16 @@ def width_scan(
     members: int,
     generator: torch.Generator,
     *,
+    min_depth: int = 1,
     sampler: str = "conditional",
     replicates: int = 200,
     device: torch.device | str = "cpu",
 ) -> pd.DataFrame:
-    """Every activation at every width, to ``depth = max_ratio·width`` hidden layers; one row per layer."""
+    """Every activation at every width, to ``max(max_ratio·width, min_depth)`` hidden layers; one row per layer."""
     tables = []
     for activation in activations:
         for width in widths:
-            depth = max(1, int(round(max_ratio * width)))
+            depth = max(1, int(min_depth), round(max_ratio * width))
             ens = run_ensemble(activation, width, depth, members, generator, sampler=sampler,
                                replicates=replicates, device=device)
             tables.append(ens.table)

@@ -17,14 +17,14 @@ Units within one network share ``G`` and are dependent, so errors are bootstrapp
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-ArrayLikeOrTensor = Union[NDArray, Tensor]
+ArrayLikeOrTensor = NDArray | Tensor
 """Samples as a numpy array or a torch tensor (moved to the CPU in float64)."""
 
 
@@ -55,13 +55,25 @@ def kurtosis_from_variances(variances: ArrayLikeOrTensor, weights: NDArray | Non
     return 3 * m2 / (m1 * m1) - 3
 
 
-def raw_kurtosis(preactivations: ArrayLikeOrTensor) -> NDArray:
-    """The naive estimator ``mean(z⁴)/mean(z²)² − 3`` over networks and units (axes 0 and 1) of ``(networks, units, ...)``."""
+def raw_kurtosis(preactivations: ArrayLikeOrTensor, weights: NDArray | None = None) -> NDArray:
+    """The naive estimator ``mean(z⁴)/mean(z²)² − 3`` over networks and units of ``(networks, units, ...)``.
+
+    ``weights`` as in :func:`kurtosis_from_variances` resamples networks (whole networks, with all
+    their units), for a bootstrap error comparable with the G-estimator's.
+    """
     z = _as_numpy(preactivations)
     if z.ndim < 2:
         raise ValueError(f"preactivations must be (networks, units, ...), got shape {z.shape}")
     z2 = z * z
-    return (z2 * z2).mean((0, 1)) / z2.mean((0, 1)) ** 2 - 3
+    s2, s4 = z2.mean(1), (z2 * z2).mean(1)  # per network: units are not independent draws
+    if weights is None:
+        return s4.mean(0) / s2.mean(0) ** 2 - 3
+    w = np.asarray(weights, dtype=float)
+    total = w.sum(1, keepdims=True)
+    flat2, flat4 = s2.reshape(s2.shape[0], -1), s4.reshape(s4.shape[0], -1)
+    m2 = (w @ flat2 / total).reshape((w.shape[0],) + s2.shape[1:])
+    m4 = (w @ flat4 / total).reshape((w.shape[0],) + s4.shape[1:])
+    return m4 / m2**2 - 3
 
 
 def bootstrap_weights(networks: int, replicates: int, generator: torch.Generator) -> NDArray:

@@ -40,9 +40,9 @@ Numpy in, numpy out; no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
