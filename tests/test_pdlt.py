@@ -12,7 +12,8 @@ from phenomena.theory import pdlt
 
 def _quad(fn, k):
     """⟨fn(z)⟩ for z ~ N(0, k) by adaptive quadrature (a second method for the Gauss–Hermite moments)."""
-    dens = lambda z: np.exp(-z * z / (2 * k)) / np.sqrt(2 * np.pi * k)
+    def dens(z):
+        return np.exp(-z * z / (2 * k)) / np.sqrt(2 * np.pi * k)
     return integrate.quad(lambda z: fn(z) * dens(z), -np.inf, np.inf, epsabs=1e-13, epsrel=1e-11)[0]
 
 
@@ -22,7 +23,8 @@ def test_gauss_hermite_moments_match_adaptive_quadrature(k):
     assert m["s2"][0] == pytest.approx(_quad(lambda z: np.tanh(z) ** 2, k), rel=1e-7)
     assert m["s4"][0] == pytest.approx(_quad(lambda z: np.tanh(z) ** 4, k), rel=1e-7)
     h = 1e-4 * k  # the derivatives against central differences of the quadrature
-    f = lambda kk: _quad(lambda z: np.tanh(z) ** 2, kk)
+    def f(kk):
+        return _quad(lambda z: np.tanh(z) ** 2, kk)
     assert m["ds2"][0] == pytest.approx((f(k + h) - f(k - h)) / (2 * h), rel=1e-5)
     assert m["d2s2"][0] == pytest.approx((f(k + h) - 2 * f(k) + f(k - h)) / h**2, rel=1e-3)
 
