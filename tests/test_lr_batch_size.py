@@ -23,6 +23,7 @@ def problem() -> ex.Problem:
     return ex.make_problem(width=4, pretrain_steps=20, pretrain_lr=1e-2, generator=torch.Generator().manual_seed(0))
 
 
+@pytest.mark.parametrize("k", [1.0, 0.5])
 def test_fit_exponent_recovers_the_exponent_from_a_quarter_octave_grid(k):
     b = 2.0 ** np.arange(9)
     exact = np.exp(ex.power_law_with_plateau(b, np.log(0.01), k, np.log(16.0)))

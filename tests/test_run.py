@@ -83,3 +83,30 @@ def test_set_threads_sets_the_cpu_threads_once_and_reads_the_environment(monkeyp
     finally:
         torch.set_num_threads(before)
 
+
+
+def test_setup_records_the_knobs_and_the_resolved_sizes_without_retyping(results_tmp, monkeypatch):
+    from phenomena import run as run_module
+
+    # a chapter found in _toc.yml: its parameters cell names the knobs, read from the caller's namespace
+    monkeypatch.setattr(run_module, "chapter_parameters",
+                        lambda chapter, ns: {k: ns[k] for k in ("lr", "steps", "members") if k in ns})
+    namespace = {"lr": 0.5, "steps": None, "members": 3, "unrelated": object()}
+    exec("import phenomena\nrun = phenomena.setup('smoke', 1, 'cpu', chapter='unit', quiet=True)", namespace)
+    run = namespace["run"]
+    assert run.params == {"lr": 0.5, "steps": None, "members": 3}
+    size = run.sizes(smoke=dict(steps=10, members=8), default=dict(steps=100, members=8),
+                     full=dict(steps=1000, members=64))
+    assert (size.steps, size.members) == (10, 3)  # members = 3 overrides the preset, steps = None keeps it
+    run.check("c", 1.0, expected=1.0, atol=0.1, law="one is one", reason="exact")
+    data = json.loads(run.finish().read_text())
+    assert data["params"] == {"lr": 0.5, "steps": None, "members": 3}
+    assert data["sizes"] == {"steps": 10, "members": 3} and data["threads"] == 1
+
+
+def test_chapter_parameters_outside_the_book_take_the_plain_values(monkeypatch, tmp_path):
+    from phenomena.run import chapter_parameters
+
+    monkeypatch.setenv("PHENOMENA_ROOT", str(tmp_path))  # no _toc.yml: a chapter downloaded on its own
+    ns = {"scale": "smoke", "seed": 0, "lr": 0.1, "widths": [2, 4], "np": np, "_hidden": 1, "In": [], "flag": None}
+    assert chapter_parameters("some-chapter", ns) == {"lr": 0.1, "widths": [2, 4], "flag": None}
