@@ -6,11 +6,16 @@ against the chapter's ``parameters`` cell before a kernel starts.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,14 @@ class Execution:
         return self.error is None and self.result is not None and bool(self.result.get("passed"))
 
 
+@lru_cache(maxsize=1)
+def _ipc_folder() -> str:
+    """One private folder per process for the kernels' IPC sockets, removed when the process ends."""
+    folder = tempfile.mkdtemp(prefix="phenomena-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> type:
     """A jupyter kernel manager that starts its kernel with ``env`` added to this process's environment.
 
@@ -45,6 +58,10 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
     ``os.environ``: two chapters executed at once by two threads of one process (a Dask worker
     with several threads) cannot see each other's results folder. With ``log``, the kernel
     process's own stdout and stderr (its start-up warnings, a crash) go to that file.
+
+    The kernel talks to us over IPC (Unix sockets in a private temporary folder), not TCP: a local
+    kernel needs no network port, and ipykernel then has no reason to warn at every start that TCP
+    traffic is unencrypted. Off POSIX systems TCP stays.
     """
     from jupyter_client.manager import AsyncKernelManager
 
@@ -52,6 +69,9 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
 
     class KernelManagerWithEnv(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            if os.name == "posix":
+                self.transport = "ipc"
+                self.ip = os.path.join(_ipc_folder(), f"kernel-{uuid.uuid4().hex[:12]}")
             kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
             if log is None:
                 await super().start_kernel(**kw)
