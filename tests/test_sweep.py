@@ -234,7 +234,7 @@ def test_gather_and_scoreboard_show_a_sweep(tmp_path, capsys):
     assert main(["scoreboard", "--results", str(tmp_path / "res"), "--out", str(out), "-q", "--sweep", str(sweep_dir)]) == 0
     text = (out.parent / "sweep-table.md").read_text()
     assert "| x | double | positive | failed points |" in text
-    assert "| 1 | 2.01<br>✅ 1/1 | 2.01<br>✅ 1/1 | 0 |" in text
+    assert '| 1 | 2.01<br><span class="sb sb-pass">pass 1/1</span> | 2.01<br><span class="sb sb-pass">pass 1/1</span> | 0 |' in text
     assert "![tiny-sweep: measured claims against x](sweep-sw.png)" in text
     assert (out.parent / "sweep-sw.png").is_file()
     # a plain scoreboard run (as `make book` does) keeps the sweeps shown; --sweep with no folder removes them

@@ -149,10 +149,13 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
     folders = [Path(f) for f in args.results] if args.results else [results_dir()]
     records = [r for folder in folders for r in load_results(folder)]
     try:
-        titles = {slug: ch.title for slug, ch in discover(root).items()}
-    except ValueError:
-        titles = {}
-    text = render(records, titles)
+        chapters = discover(root)
+    except ContractError:
+        chapters = {}
+    titles = {slug: ch.title for slug, ch in chapters.items()}
+    docs = {slug: "/" + ch.path.resolve().relative_to(root.resolve()).with_suffix("").as_posix()
+            for slug, ch in chapters.items()}
+    text = render(records, titles, docs)
     out = Path(args.out) if args.out else root / "book" / "_generated" / "scoreboard-table.md"
     changed = write_if_changed(out, text)
     from . import benchmarks

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,72 +31,138 @@ def load_results(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
-def rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (run, claim): chapter, claim, scale, seed, device, measured, status."""
-    out = []
-    for rec in records:
-        for claim in rec["claims"]:
-            out.append(
-                {
-                    "chapter": rec["chapter"],
-                    "claim": claim["name"],
-                    "scale": rec["scale"],
-                    "seed": rec["seed"],
-                    "device": rec.get("device", "?"),
-                    "measured": claim.get("measured"),
-                    "accepts": claim.get("tolerance", ""),
-                    "status": claim["status"],
-                    "seconds": rec.get("seconds"),
-                    "git": rec.get("git_revision", "?"),
-                }
-            )
-    return out
+BADGE_CLASS = {"pass": "sb-pass", "fail": "sb-fail", "skipped": "sb-skip", "not reproduced": "sb-nr"}
+ORDER = ("pass", "fail", "not reproduced", "skipped")
 
 
-def _cell(statuses: list[str], seeds: list[int]) -> str:
-    if not statuses:
+def _fmt_value(x: Any) -> str:
+    """A number in four significant digits; anything else as text."""
+    try:
+        return f"{float(x):.4g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def badge(status: str, text: str | None = None) -> str:
+    """A verdict as text in a coloured box (CSS in ``book/_static/scoreboard.css``): no emoji font needed."""
+    return f'<span class="sb {BADGE_CLASS.get(status, "sb-skip")}">{text or status}</span>'
+
+
+def _measured(values: list[Any]) -> str:
+    """The median over seeds, and the range where there are several."""
+    import math
+    import statistics
+
+    nums = [float(v) for v in values if v is not None]
+    finite = [v for v in nums if math.isfinite(v)]
+    if not nums:
         return "—"
+    if len(nums) == 1:
+        return _fmt_value(nums[0])
+    if not finite:
+        return _fmt_value(nums[0])
+    text = f"{_fmt_value(statistics.median(finite))} [{_fmt_value(min(finite))}, {_fmt_value(max(finite))}]"
+    return text + (f" ({len(nums) - len(finite)} non-finite)" if len(finite) < len(nums) else "")
+
+
+def _verdicts(statuses: list[str]) -> str:
     counts = defaultdict(int)
-    for s in statuses:
-        counts[s] += 1
+    for st in statuses:
+        counts[st] += 1
     n = len(statuses)
-    parts = [f"{SYMBOL[s]} {s} {counts[s]}/{n}" for s in ("pass", "fail", "not reproduced", "skipped") if counts[s]]
-    return "<br>".join(parts) + f"<br><small>seeds {', '.join(map(str, sorted(set(seeds))))}</small>"
+    return " ".join(badge(st, f"{st} {counts[st]}/{n}") for st in ORDER if counts[st])
 
 
-def render(records: list[dict[str, Any]], chapter_titles: dict[str, str] | None = None) -> str:
-    """Markdown: per chapter, a claims × scale table, then runtimes per scale and device."""
+def _link(chapter: str, titles: dict[str, str], docs: dict[str, str]) -> str:
+    title = titles.get(chapter, chapter)
+    return f"{{doc}}`{title} <{docs[chapter]}>`" if chapter in docs else title
+
+
+def render(records: list[dict[str, Any]], chapter_titles: dict[str, str] | None = None,
+           chapter_docs: dict[str, str] | None = None) -> str:
+    """Markdown: an overview (chapter × scale: claims passed of checked, not reproduced, skipped),
+    then per chapter one row per claim with what the paper says, what it accepts, and per scale the
+    measured value (median and range over seeds) with the verdicts.
+
+    ``chapter_docs`` maps a slug to its document name (``/book/part1-solvable/saxe-deep-linear``),
+    so that the chapter names link to the chapters.
+    """
     if not records:
         return (
             "No results yet. Run `make book` (chapters at `default`), `make test` (at `smoke`), or\n"
             "`python -m phenomena run CHAPTER --scale S --seed N` and rebuild the book.\n"
         )
     titles = chapter_titles or {}
-    table = rows(records)
+    docs = chapter_docs or {}
     by_chapter: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in table:
-        by_chapter[r["chapter"]].append(r)
+    for rec in records:
+        by_chapter[rec["chapter"]].append(rec)
     order = [c for c in titles if c in by_chapter] + sorted(c for c in by_chapter if c not in titles)
-    lines: list[str] = []
+    scales_seen = [sc for sc in SCALES if any(r["scale"] == sc for recs in by_chapter.values() for r in recs)]
+    lines = ["## Overview", "",
+             "Per chapter and scale: the claims that passed on every seed run, of the claims checked at that scale; "
+             "then claims that failed on some seed, claims the chapter reports as not reproduced, and claims "
+             "skipped because they need a larger scale. The number of seeds run is in brackets.", "",
+             "| chapter | " + " | ".join(scales_seen) + " |", "|---|" + "---|" * len(scales_seen)]
     for chapter in order:
-        chapter_rows = by_chapter[chapter]
+        cells = []
+        for sc in scales_seen:
+            recs = [r for r in by_chapter[chapter] if r["scale"] == sc]
+            if not recs:
+                cells.append("—")
+                continue
+            per_claim: dict[str, list[str]] = defaultdict(list)
+            for r in recs:
+                for c in r["claims"]:
+                    per_claim[c["name"]].append(c["status"])
+            checked = [n for n, st in per_claim.items() if not all(x == "skipped" for x in st)]
+            passed = sum(all(x == "pass" for x in per_claim[n]) for n in checked)
+            failed = sum(any(x == "fail" for x in per_claim[n]) for n in checked)
+            nr = sum(any(x == "not reproduced" for x in per_claim[n]) and not any(x == "fail" for x in per_claim[n])
+                     for n in checked)
+            skipped = len(per_claim) - len(checked)
+            seeds = len({r["seed"] for r in recs})
+            text = [badge("pass" if passed == len(checked) - nr and not failed else "fail",
+                          f"{passed}/{len(checked) - nr} pass")]
+            if failed:
+                text.append(badge("fail", f"{failed} fail"))
+            if nr:
+                text.append(badge("not reproduced", f"{nr} not reproduced"))
+            if skipped:
+                text.append(badge("skipped", f"{skipped} skipped"))
+            cells.append(" ".join(text) + f" <small>({seeds} seed{'s' if seeds > 1 else ''})</small>")
+        lines.append(f"| {_link(chapter, titles, docs)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for chapter in order:
+        recs = by_chapter[chapter]
         lines.append(f"## {titles.get(chapter, chapter)}\n")
-        lines.append(f"`{chapter}`\n")
-        scales_seen = [s for s in SCALES if any(r["scale"] == s for r in chapter_rows)]
-        lines.append("| claim | " + " | ".join(f"{s}" for s in scales_seen) + " |")
-        lines.append("|---|" + "---|" * len(scales_seen))
-        claims = list(dict.fromkeys(r["claim"] for r in chapter_rows))
-        for claim in claims:
+        lines.append(f"`{chapter}`" + (f" · {_link(chapter, {chapter: 'open the chapter'}, docs)}" if chapter in docs
+                                        else "") + "\n")
+        seen = [sc for sc in SCALES if any(r["scale"] == sc for r in recs)]
+        lines.append("| claim | the paper says | accepts | " + " | ".join(f"measured at {sc}" for sc in seen) + " |")
+        lines.append("|---|---|---|" + "---|" * len(seen))
+        claims: dict[str, dict[str, Any]] = {}
+        for r in recs:
+            for c in r["claims"]:
+                claims.setdefault(c["name"], c)
+        for name, first in claims.items():
             cells = []
-            for s in scales_seen:
-                sel = [r for r in chapter_rows if r["claim"] == claim and r["scale"] == s]
-                cells.append(_cell([r["status"] for r in sel], [r["seed"] for r in sel]))
-            lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+            for sc in seen:
+                sel = [c for r in recs if r["scale"] == sc for c in r["claims"] if c["name"] == name]
+                if not sel:
+                    cells.append("—")
+                elif all(c["status"] == "skipped" for c in sel):
+                    cells.append(badge("skipped", f"skipped: needs {first.get('min_scale', 'a larger scale')}"))
+                else:
+                    cells.append(_measured([c.get("measured") for c in sel]) + "<br>" +
+                                 _verdicts([c["status"] for c in sel]))
+            law = str(first.get("law", "")).replace("|", "\\|").replace("\n", " ")
+            accepts = str(first.get("tolerance", "")).replace("|", "\\|")
+            lines.append(f"| {name} | {law} | {accepts} | " + " | ".join(cells) + " |")
         lines.append("")
-        runs = {}
-        for rec in records:
-            if rec["chapter"] == chapter:
-                runs.setdefault((rec["scale"], rec.get("device", "?")), []).append(rec.get("seconds") or 0.0)
+        runs: dict[tuple[str, str], list[float]] = {}
+        for rec in recs:
+            runs.setdefault((rec["scale"], rec.get("device", "?")), []).append(rec.get("seconds") or 0.0)
         lines.append(
             "Runtime: "
             + "; ".join(
@@ -124,13 +189,6 @@ def write_if_changed(path: Path, text: str) -> bool:
 # ------------------------------------------------------------------------------------------ sweeps
 SWEEP_TABLE = "sweep-table.md"
 """The file (beside the scoreboard table) that the scoreboard page includes for sweeps."""
-
-
-def _fmt_value(x: Any) -> str:
-    try:
-        return f"{float(x):.4g}"
-    except (TypeError, ValueError):
-        return str(x)
 
 
 def render_sweep(folder: Path, image_dir: Path | None = None, chapter_titles: dict[str, str] | None = None) -> str:
@@ -181,16 +239,15 @@ def render_sweep(folder: Path, image_dir: Path | None = None, chapter_titles: di
                     text += f" [{_fmt_value(values.min())}, {_fmt_value(values.max())}]"
                 counts = rows_["status"].value_counts()
                 text += "<br>" + " ".join(
-                    f"{SYMBOL[s]} {int(counts[s])}/{len(rows_)}" for s in ("pass", "fail", "not reproduced", "skipped")
-                    if s in counts
+                    badge(s, f"{s} {int(counts[s])}/{len(rows_)}") for s in ORDER if s in counts
                 )
                 cells.append(text)
             if len(errors):
                 cells.append(str(int((sub["point_status"] == "error").sum())))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append("Cells: the mean measured value over seeds [min, max], then the number of seeds per status "
-                     "(✅ pass, ❌ fail, ⚠️ not reproduced, ⏭️ skipped: the claim needs a larger scale).\n")
+        lines.append("Cells: the mean measured value over seeds [min, max], then the number of seeds per verdict "
+                     "(skipped: the claim needs a larger scale).\n")
     figure = folder / FIGURE
     if image_dir is not None and claims:
         if not figure.is_file():
