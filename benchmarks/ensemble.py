@@ -103,7 +103,7 @@ def engine_trainer(members: int, width: int, steps: int, device: torch.device, l
     function's ``fallback_reason()`` says why it ran eagerly instead, if it did.
     """
     x, y = data(device)
-    net = MLP(MLPConfig([16, width, width, 1], bias=True, ensemble=members), generator=torch.Generator().manual_seed(0))
+    net = MLP(MLPConfig([16, width, width, 1], bias=True, members=members), generator=torch.Generator().manual_seed(0))
     net = net.to(device)
     lrs = torch.full((members,), lr, device=device)
     fallback: list[str | None] = [None]
