@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from phenomena.chapters import discover
+from phenomena.chapters import INSTALL_TAG, discover, install_cell_source
 from phenomena.execute import execute
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +37,9 @@ def test_stored_clean_and_well_formed(slug):
     tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
     assert tags.count("parameters") == 1, f"{slug}: exactly one cell tagged 'parameters'"
     assert tags.count("nbval-check-output") == 1, f"{slug}: the claims table cell is tagged 'nbval-check-output'"
+    first = nb["cells"][0]
+    assert "".join(first["source"]) == install_cell_source(ROOT), f"{slug}: run tools/install_cells.py"
+    assert {"remove-cell", INSTALL_TAG} <= set(first["metadata"].get("tags", [])), f"{slug}: hide the install cell"
     params = CHAPTERS[slug].parameters
     assert {"scale", "seed", "device"} <= set(params), f"{slug}: parameters need scale, seed and device"
     assert params["scale"].default is None, f"{slug}: scale = None so that $PHENOMENA_SCALE applies"
@@ -75,3 +78,50 @@ def test_smoke_run_and_rerun(slug):
         capture_output=True, text=True, env=env, cwd=out.parent,
     )
     assert proc.returncode == 0, f"{slug}: nbval rerun differs or failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+
+
+@pytest.mark.notebook
+def test_a_downloaded_chapter_runs_against_the_installed_wheel(tmp_path):
+    """Build a wheel of phenomena, install it (not editable) beside a fresh virtual environment outside
+    the repository, and run one chapter from a folder that holds only its .ipynb, as a reader who
+    downloaded it would. The environment borrows this one's third-party packages (torch, papermill,
+    ...) through a .pth line, never its editable phenomena."""
+    import shutil
+    import site
+    import sysconfig
+    import venv
+
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheels.glob("phenomena-*.whl")
+    installed = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(installed),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
+    env_dir = tmp_path / "reader-env"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    borrowed = [p for p in site.getsitepackages() if Path(p).is_dir()] or [sysconfig.get_paths()["purelib"]]
+    Path(purelib, "reader.pth").write_text("\n".join([str(installed), *borrowed]) + "\n")
+
+    chapter = CHAPTERS["large-step-logistic"] if "large-step-logistic" in CHAPTERS else CHAPTERS[SLUGS[0]]
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    shutil.copy(chapter.path, folder / chapter.path.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHENOMENA_") and k != "PYTHONPATH"}
+    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    where = subprocess.run([str(python), "-c", "import phenomena; print(phenomena.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=folder, check=True).stdout.strip()
+    assert where.startswith(str(installed)), f"phenomena came from {where}, not from the wheel"
+    proc = subprocess.run(
+        [str(python), "-m", "papermill", chapter.path.name, "executed.ipynb", "-p", "scale", "smoke",
+         "--kernel", "python3", "--no-progress-bar"],
+        capture_output=True, text=True, env=env, cwd=folder, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = (folder / "results" / chapter.slug).glob("smoke-seed0.json")
+    record = json.loads(result.read_text())
+    assert record["passed"] and record["complete"]
+    assert record["params"], "the knobs are recorded even without the book's _toc.yml"

@@ -166,6 +166,35 @@ def read_claim_names(nb: dict[str, Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
+INSTALL_TAG = "install-phenomena"
+"""The tag of every chapter's first cell, which installs ``phenomena`` outside the book."""
+
+
+def install_cell_source(root: Path | None = None) -> str:
+    """The first cell of every chapter: installs ``phenomena`` where it is not importable.
+
+    Inside the book (the repository, `make test`, `make book`) the package imports and the cell does
+    nothing. Opened in Colab, on Binder or downloaded alone, it installs the package from the
+    book's repository (``repository.url`` in ``_config.yml``, the one setting the launch buttons also
+    use), pinned to the book's version tag, so that the chapter runs against the code it was written for.
+    """
+    from . import __version__
+
+    root = root or project_root()
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    url = str((config.get("repository") or {}).get("url", "")).rstrip("/")
+    if not url:
+        raise ChapterError("_config.yml has no repository.url: the install cell needs the book's repository")
+    return (
+        "# Outside the book (Colab, Binder, a downloaded notebook) this installs the `phenomena` package,\n"
+        "# pinned to the book's version; inside the book it does nothing.\n"
+        "import importlib.util\n"
+        "\n"
+        'if importlib.util.find_spec("phenomena") is None:\n'
+        f'    %pip install --quiet "phenomena @ git+{url}@v{__version__}"'
+    )
+
+
 def _toc_files(toc: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(part caption, file) for every file in a jupyter-book ``_toc.yml``."""
 
