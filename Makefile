@@ -1,6 +1,7 @@
 # One entry point per job. Each target bootstraps .venv from the pinned versions on first use.
 #   make test    lint, then the whole test suite (unit tests + every chapter at `smoke`, papermill + nbval)
 #   make book    execute the chapters at `default` (cached) and render _build/html
+#   make full    every chapter at `full` on one GPU, in parallel; results into the ledger book/results-full/
 #   make bench   the speed benchmarks (never part of the tests)
 #   make sweep   a chapter over a grid on Dask: CHAPTER=saxe-deep-linear ARGS="-p lr 0.004 0.005 --seeds 0 1 --scale smoke"
 #   make clean   remove builds and results (keeps .venv)
@@ -16,7 +17,7 @@ PIP_EXTRA ?=
 TEST_JOBS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: all test lint book bench sweep clean distclean venv
+.PHONY: all test lint book full bench sweep clean distclean venv
 
 all: test
 
@@ -44,6 +45,12 @@ book: $(STAMP)
 	$(PY) -m phenomena scoreboard --quiet
 	PHENOMENA_SCALE=default MPLBACKEND=Agg $(VENV)/bin/jupyter-book build .
 	@echo "The book is in _build/html/index.html"
+
+# Every chapter at `full` on a one-GPU machine, each chapter its own process sharing the GPU, resumable;
+# the results go into the tracked ledger book/results-full/ that the scoreboard reads.
+FULL_JOBS ?= 8
+full: $(STAMP)
+	$(PY) -m phenomena run-all --scale full --device cuda --jobs $(FULL_JOBS) --ledger book/results-full
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --compile

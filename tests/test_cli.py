@@ -102,3 +102,23 @@ def test_scoreboard_command(book, tmp_path, capsys):
     assert "A fake chapter" in text and "claim-one" in text and "pass 1/1" in text
     assert main(["scoreboard", "--results", str(tmp_path / "res"), "--out", str(out), "-q"]) == 0
     assert "(unchanged)" in capsys.readouterr().out
+
+
+def test_scoreboard_reads_the_tracked_ledgers_and_local_runs_win(book, tmp_path, monkeypatch):
+    monkeypatch.delenv("PHENOMENA_RESULTS", raising=False)
+
+    def write(folder, scale, measured, device="cpu"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{scale}-seed0.json").write_text(json.dumps({
+            "chapter": "fake", "scale": scale, "seed": 0, "device": device, "seconds": 1.0, "complete": True,
+            "claims": [{"name": "claim-one", "status": "pass", "measured": measured, "tolerance": "≤ 9",
+                        "law": "one"}]}))
+
+    write(book / "book" / "results-full" / "fake", "full", 7.0, device="cuda (H100)")
+    write(book / "book" / "results-full" / "fake", "smoke", 1.0)
+    write(book / "results" / "fake", "smoke", 2.0)  # this machine's fresh run of the same point wins
+    out = tmp_path / "table.md"
+    assert main(["scoreboard", "--out", str(out), "-q"]) == 0
+    text = out.read_text()
+    assert "measured at full" in text and "| 2<br>" in text and "| 1<br>" not in text
+    assert "No `full`-scale result" not in text

@@ -398,3 +398,18 @@ def test_one_real_chapter_point(tmp_path):
     assert {"decoupled-trajectory", "half-time-random-init"} <= set(table.claim)
     assert (table.lr == 0.005).all() and (table.seed == 1).all() and (table.scale == "smoke").all()
     assert (table.status != "fail").all()
+
+
+def test_run_all_runs_every_chapter_on_one_cluster_resumes_and_fills_a_ledger(book, tmp_path):
+    out, ledger = tmp_path / "runs", tmp_path / "ledger"
+    cmd = [sys.executable, "-m", "phenomena", "run-all", "--scale", "smoke", "--seeds", "0", "1", "--jobs", "2",
+           "--out", str(out), "--ledger", str(ledger), "-q"]
+    proc = subprocess.run(cmd, env=env_for(book), capture_output=True, text=True, timeout=WAIT * 2)
+    assert proc.returncode == 0, proc.stderr
+    assert "run tiny-sweep at scale=smoke: 2 point(s); running 2 on an embedded Dask cluster of 2" in proc.stderr
+    assert sorted(p.name for p in (ledger / "tiny-sweep").iterdir()) == ["smoke-seed0.json", "smoke-seed1.json"]
+    assert (out / "tiny-sweep" / "table.parquet").is_file()
+    again = subprocess.run(cmd, env=env_for(book), capture_output=True, text=True, timeout=WAIT)
+    assert again.returncode == 0 and "2 already finished (skipped); nothing to run" in again.stderr
+    bad = subprocess.run([*cmd[:4], "no-such-chapter"], env=env_for(book), capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown chapter(s) no-such-chapter" in bad.stderr

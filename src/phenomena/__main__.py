@@ -4,6 +4,7 @@ Examples::
 
     python -m phenomena list
     python -m phenomena run saxe-deep-linear --scale smoke --seed 1 -p lr 0.002
+    python -m phenomena run-all --scale smoke --jobs 2          # every chapter, in parallel
     python -m phenomena sweep saxe-deep-linear -p lr 0.004 0.005 --seeds 0 1 --scale smoke --jobs 2
     python -m phenomena gather sweeps/saxe-deep-linear-smoke-lr-123abc
     python -m phenomena scoreboard [--sweep DIR]
@@ -127,6 +128,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
+def cmd_run_all(args: argparse.Namespace) -> int:
+    """Every chapter (or the ones named) at one scale and the given seeds, one process per point, on Dask."""
+    import shutil
+
+    from .chapters import discover
+    from .contract import project_root, run_name
+    from .sweep import SweepInterrupted, is_finished, make_grid, result_path, run_sweeps
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ContractError(f"--jobs is the number of workers of the embedded cluster, at least 1; got {args.jobs}")
+    root = project_root()
+    chapters = discover(root)
+    slugs = args.chapters or list(chapters)
+    unknown = [s for s in slugs if s not in chapters]
+    if unknown:
+        raise ContractError(f"unknown chapter(s) {', '.join(unknown)}; chapters are: {', '.join(chapters)}")
+    out = Path(args.out) if args.out else root / "_build" / "runs" / args.scale
+    grids = [make_grid(chapters[s], [], args.seeds, args.scale, device=args.device, threads=args.threads,
+                       timeout=args.timeout, root=root) for s in slugs]
+    words = ["python", "-m", "phenomena", "run-all", *(args.chapters or []), "--scale", args.scale,
+             "--seeds", *map(str, args.seeds)]
+    for flag, value in (("--device", args.device), ("--jobs", args.jobs), ("--scheduler", args.scheduler),
+                        ("--out", args.out), ("--ledger", args.ledger)):
+        if value is not None:
+            words += [flag, str(value)]
+    try:
+        outcomes = run_sweeps([(g, out / g.chapter) for g in grids], jobs=args.jobs, scheduler=args.scheduler,
+                              progress=not args.quiet, command=" ".join(words), label="run")
+    except SweepInterrupted as err:
+        print(str(err), file=sys.stderr)
+        return 130
+    if args.ledger:
+        ledger = Path(args.ledger)
+        copied = 0
+        for grid in grids:
+            for point in grid.points():
+                if is_finished(out / grid.chapter, point):
+                    target = ledger / grid.chapter / f"{run_name(point.scale, point.seed)}.json"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(result_path(out / grid.chapter, point), target)
+                    copied += 1
+        print(f"ledger: {copied} result file(s) -> {ledger} (the scoreboard reads it)")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
 def cmd_gather(args: argparse.Namespace) -> int:
     from .sweep import FIGURE, TABLE_CSV, TABLE_PARQUET, gather
 
@@ -142,12 +188,19 @@ def cmd_gather(args: argparse.Namespace) -> int:
 
 def cmd_scoreboard(args: argparse.Namespace) -> int:
     from .chapters import discover
-    from .contract import project_root, results_dir
+    from .contract import LEDGERS, project_root, results_dir
     from .scoreboard import SWEEP_TABLE, load_results, render, render_sweeps, write_if_changed
 
     root = project_root()
-    folders = [Path(f) for f in args.results] if args.results else [results_dir()]
-    records = [r for folder in folders for r in load_results(folder)]
+    if args.results:
+        folders = [Path(f) for f in args.results]
+    else:  # the tracked ledgers first, so that this machine's own fresh runs win over them
+        folders = [root / path for path in LEDGERS.values() if (root / path).is_dir()] + [results_dir()]
+    unique: dict[tuple, dict] = {}
+    for folder in folders:
+        for rec in load_results(folder):
+            unique[(rec["chapter"], rec["scale"], rec["seed"], rec.get("device"))] = rec
+    records = list(unique.values())
     try:
         chapters = discover(root)
     except ContractError:
@@ -179,7 +232,7 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m phenomena", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,sweep,gather,scoreboard}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,run-all,sweep,gather,scoreboard}")
 
     p_list = sub.add_parser("list", help="chapters, their parameters and claims")
     p_list.add_argument("-v", "--verbose", action="store_true", help="show parameter defaults and comments")
@@ -224,6 +277,30 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_sw.set_defaults(func=cmd_sweep)
 
+    p_ra = sub.add_parser(
+        "run-all",
+        help="every chapter (or those named) at one scale on Dask, one process per chapter and seed (resumable)",
+        description="Run the book's chapters (all in _toc.yml, or the CHAPTERs named) at --scale for each of "
+        "--seeds, every run in its own process on an embedded Dask cluster (or an existing scheduler), "
+        "longest-running ones sharing the workers with the rest. Each chapter's runs go into "
+        "DIR/<chapter>/ as a sweep folder; finished runs are skipped when the same command is run again. "
+        "With --ledger, finished results are copied into a tracked folder the scoreboard reads. "
+        "Exit status: 0 every run finished, 1 a run failed, 2 bad input, 130 interrupted.",
+    )
+    p_ra.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter slugs (default: every chapter)")
+    p_ra.add_argument("--scale", default=None, help=f"one of {', '.join(scales.SCALES)} (default: $PHENOMENA_SCALE or default)")
+    p_ra.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED", help="seeds (default: 0)")
+    p_ra.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available on each worker)")
+    engine_ra = p_ra.add_mutually_exclusive_group()
+    engine_ra.add_argument("--jobs", type=int, default=None, help="workers of the embedded Dask cluster (default: CPU cores)")
+    engine_ra.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler")
+    p_ra.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per run (default 1)")
+    p_ra.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
+    p_ra.add_argument("--out", metavar="DIR", help="runs folder (default _build/runs/SCALE)")
+    p_ra.add_argument("--ledger", metavar="DIR", help="copy finished results here (e.g. book/results-full)")
+    p_ra.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p_ra.set_defaults(func=cmd_run_all)
+
     p_ga = sub.add_parser("gather", help="rebuild a sweep's table (Parquet + CSV) and summary figure from its runs")
     p_ga.add_argument("dir", metavar="DIR", help="the sweep folder (holds sweep.json)")
     p_ga.add_argument("--no-figure", action="store_true", help="only the table")
@@ -243,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "scale", None) is not None or args.command in ("run", "sweep"):
+    if getattr(args, "scale", None) is not None or args.command in ("run", "sweep", "run-all"):
         try:
             args.scale = scales.resolve(getattr(args, "scale", None))
         except ContractError as err:

@@ -32,6 +32,11 @@ THREADS_ENV = "PHENOMENA_THREADS"
 RESERVED: dict[str, str] = {"scale": "--scale", "seed": "--seed (--seeds in a sweep)", "device": "--device"}
 
 
+#: Tracked folders of results that cost more than a build (full scale on a GPU, seed-robustness runs),
+#: relative to the root; the scoreboard reads them besides ``results/``.
+LEDGERS: dict[str, str] = {"full": "book/results-full", "seeds": "book/results-seeds"}
+
+
 class ContractError(ValueError):
     """Bad input: a chapter, parameter, scale or value that breaks the contract; the message says what is valid.
 

@@ -133,6 +133,10 @@ def render(records: list[dict[str, Any]], chapter_titles: dict[str, str] | None 
             cells.append(" ".join(text) + f" <small>({seeds} seed{'s' if seeds > 1 else ''})</small>")
         lines.append(f"| {_link(chapter, titles, docs)} | " + " | ".join(cells) + " |")
     lines.append("")
+    if "full" not in scales_seen:
+        lines.append("No `full`-scale result is recorded yet. `make full` runs every chapter at `full` on a "
+                     "one-GPU machine and records the results in the tracked ledger `book/results-full/`, "
+                     "which this page reads.\n")
     for chapter in order:
         recs = by_chapter[chapter]
         lines.append(f"## {titles.get(chapter, chapter)}\n")

@@ -14,7 +14,7 @@ Finished points are never rerun or lost; a failed point is recorded in its folde
 
 from __future__ import annotations
 
-from .engine import Outcome, SweepInterrupted, dask_client, default_jobs, run_sweep, sweep_lock
+from .engine import Outcome, SweepInterrupted, dask_client, default_jobs, run_sweep, run_sweeps, sweep_lock
 from .grid import Grid, Point, SweepError, make_grid, point_id
 from .layout import (
     ERROR_FILE,
@@ -40,6 +40,6 @@ __all__ = [
     "ERROR_FILE", "FIGURE", "KERNEL_LOG", "POINT_FILE", "SWEEP_FILE", "TABLE_CSV", "TABLE_PARQUET",
     "TRACEBACK_FILE", "Gathered", "Grid", "Outcome", "Point", "PointTask", "SweepError", "SweepInterrupted",
     "collect", "dask_client", "default_jobs", "gather", "is_finished", "load_grid", "make_grid",
-    "notebook_path", "plot_summary", "point_id", "read_result", "result_path", "run_dir", "run_point", "run_sweep",
+    "notebook_path", "plot_summary", "point_id", "read_result", "result_path", "run_dir", "run_point", "run_sweep", "run_sweeps",
     "save_grid", "sweep_lock",
 ]

@@ -14,7 +14,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -126,11 +126,35 @@ def run_sweep(
     the table of what is finished and raises :class:`SweepInterrupted` with the command that resumes.
     A second sweep into the same folder while this one runs is refused (:func:`sweep_lock`).
     """
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    with sweep_lock(out):
-        return _run_sweep(grid, out, jobs=jobs, scheduler=scheduler, progress=progress,
-                          command=command or grid.command(out), stream=stream or sys.stderr)
+    return run_sweeps([(grid, out)], jobs=jobs, scheduler=scheduler, progress=progress, command=command,
+                      stream=stream)[0]
+
+
+def run_sweeps(
+    sweeps: list[tuple[Grid, Path]],
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    command: str | None = None,
+    stream: TextIO | None = None,
+    label: str = "sweep",
+) -> list[Outcome]:
+    """:func:`run_sweep` for several grids (every chapter of the book, say) on one Dask cluster.
+
+    Every unfinished point of every grid is submitted at once, so the workers stay busy until the
+    last point: the wall time is about the longest point plus the rest divided over the workers,
+    not the sum. Each grid keeps its own folder, table and figure; the outcomes come in the order
+    of ``sweeps``. ``command`` is what resumes the whole run (default: the single grid's command).
+    """
+    stream = stream or sys.stderr
+    resolved = [(grid, Path(out).resolve()) for grid, out in sweeps]
+    with ExitStack() as stack:
+        for _, out in resolved:
+            out.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(sweep_lock(out))
+        return _run_sweeps(resolved, jobs=jobs, scheduler=scheduler, progress=progress, command=command,
+                           stream=stream, label=label)
 
 
 @contextmanager
@@ -161,68 +185,83 @@ def sweep_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run_sweep(
-    grid: Grid, out: Path, *, jobs: int | None, scheduler: str | None, progress: bool, command: str, stream: TextIO
-) -> Outcome:
+@dataclass
+class _Plan:
+    """One grid of a run: its folder, its points, those still to run, and those that failed."""
+
+    grid: Grid
+    out: Path
+    points: list[Point]
+    todo: list[Point]
+    command: str
+    failed: list[str]
+
+
+def _run_sweeps(
+    sweeps: list[tuple[Grid, Path]], *, jobs: int | None, scheduler: str | None, progress: bool,
+    command: str | None, stream: TextIO, label: str,
+) -> list[Outcome]:
     from tqdm.auto import tqdm
 
-    save_grid(out, grid, command)
-    points = grid.points()
-    todo = [p for p in points if not is_finished(out, p)]
-    skipped = len(points) - len(todo)
-    started = time.time()
-    failed: list[str] = []
-    done = skipped
     say = (lambda msg: print(msg, file=stream, flush=True)) if stream else (lambda msg: None)
-    where = scheduler or f"an embedded Dask cluster of {jobs or default_jobs(len(todo), grid.threads)} worker(s)"
+    started = time.time()
+    plans = []
+    for grid, out in sweeps:
+        resume = command or grid.command(out)
+        save_grid(out, grid, resume)
+        points = grid.points()
+        plans.append(_Plan(grid, out, points, [p for p in points if not is_finished(out, p)], resume, []))
+    total = sum(len(pl.points) for pl in plans)
+    todo = sum(len(pl.todo) for pl in plans)
+    skipped = total - todo
+    threads = max(pl.grid.threads for pl in plans)
+    name = plans[0].grid.chapter if len(plans) == 1 else f"{len(plans)} chapters"
+    where = scheduler or f"an embedded Dask cluster of {jobs or default_jobs(todo, threads)} worker(s)"
+    scales = ", ".join(dict.fromkeys(pl.grid.scale for pl in plans))
     say(
-        f"sweep {grid.chapter} at scale={grid.scale}: {len(points)} point(s)"
+        f"{label} {name} at scale={scales}: {total} point(s)"
         + (f", {skipped} already finished (skipped)" if skipped else "")
-        + (f"; running {len(todo)} on {where}" if todo else "; nothing to run")
-        + f"\n  folder: {out}"
+        + (f"; running {todo} on {where}" if todo else "; nothing to run")
+        + "".join(f"\n  folder: {pl.out}" for pl in plans[:3])
+        + (f"\n  ... and {len(plans) - 3} more" if len(plans) > 3 else "")
     )
+    resume_all = command or plans[0].command
+    done, failed = skipped, 0
     if todo:
-        jobs = jobs or default_jobs(len(todo), grid.threads)
+        jobs = jobs or default_jobs(todo, threads)
         token = uuid.uuid4().hex[:6]
-        with dask_client(jobs, scheduler, grid.threads) as client, _sigterm_as_interrupt():
-            _check_workers(client, grid, out, say)
+        with dask_client(jobs, scheduler, threads) as client, _sigterm_as_interrupt():
+            for pl in plans:
+                if pl.todo:
+                    _check_workers(client, pl.grid, pl.out, say)
             tasks = {
-                client.submit(
-                    run_point,
-                    PointTask.make(grid, out, p),
-                    key=f"{grid.chapter}-{p.id}-{token}",
-                    pure=False,
-                ): p
-                for p in todo
+                client.submit(run_point, PointTask.make(pl.grid, pl.out, p),
+                              key=f"{pl.grid.chapter}-{p.id}-{token}", pure=False): (pl, p)
+                for pl in plans
+                for p in pl.todo
             }
-            bar = tqdm(
-                total=len(points),
-                initial=skipped,
-                unit="point",
-                desc=grid.chapter,
-                disable=not progress,
-                file=stream,
-                dynamic_ncols=True,
-            )
+            bar = tqdm(total=total, initial=skipped, unit="point", desc=name, disable=not progress, file=stream,
+                       dynamic_ncols=True)
 
             def postfix() -> None:
-                remaining = len(points) - done - len(failed)
-                bar.set_postfix_str(f"done {done} · failed {len(failed)} · remaining {remaining}", refresh=False)
+                bar.set_postfix_str(f"done {done} · failed {failed} · remaining {total - done - failed}",
+                                    refresh=False)
 
             postfix()
             try:
                 from dask.distributed import as_completed
 
                 for future in as_completed(list(tasks)):
-                    point = tasks[future]
-                    if future.status == "finished" and is_finished(out, point):
+                    pl, point = tasks[future]
+                    if future.status == "finished" and is_finished(pl.out, point):
                         done += 1
                     else:
-                        error = _record_future_failure(out, point, future)
-                        failed.append(point.id)
+                        error = _record_future_failure(pl.out, point, future)
+                        pl.failed.append(point.id)
+                        failed += 1
                         bar.write(
-                            f"point {point.id} ({point.describe()}) failed: {error}\n"
-                            f"  see {run_dir(out, point) / ERROR_FILE}",
+                            f"point {point.id} of {point.chapter} ({point.describe()}) failed: {error}\n"
+                            f"  see {run_dir(pl.out, point) / ERROR_FILE}",
                             file=stream,
                         )
                     postfix()
@@ -231,23 +270,29 @@ def _run_sweep(
             except KeyboardInterrupt:
                 bar.close()
                 client.cancel([f for f in tasks if not f.done()])
-                finished_now = sum(is_finished(out, p) for p in points)
-                _safe_gather(out, say)
+                finished_now = sum(is_finished(pl.out, p) for pl in plans for p in pl.points)
+                for pl in plans:
+                    _safe_gather(pl.out, say)
                 raise SweepInterrupted(
-                    f"interrupted: {finished_now} of {len(points)} point(s) are finished and kept in {out}; "
-                    f"the other {len(points) - finished_now} were cancelled. "
-                    f"To resume (finished points are skipped), rerun:\n  {command}"
+                    f"interrupted: {finished_now} of {total} point(s) are finished and kept; "
+                    f"the other {total - finished_now} were cancelled. "
+                    f"To resume (finished points are skipped), rerun:\n  {resume_all}"
                 ) from None
             bar.close()
-    table = _safe_gather(out, say)
-    finished = sum(is_finished(out, p) for p in points)
+    return [_report(pl, started, label, say) for pl in plans]
+
+
+def _report(pl: _Plan, started: float, label: str, say: Any) -> Outcome:
+    """Gather one grid's table and say how it ended."""
+    table = _safe_gather(pl.out, say)
+    finished = sum(is_finished(pl.out, p) for p in pl.points)
     outcome = Outcome(
-        total=len(points),
-        skipped=skipped,
+        total=len(pl.points),
+        skipped=len(pl.points) - len(pl.todo),
         finished=finished,
-        failed=failed,
-        pending=len(points) - finished - len(failed),
-        out=out,
+        failed=pl.failed,
+        pending=len(pl.points) - finished - len(pl.failed),
+        out=pl.out,
         seconds=time.time() - started,
     )
     claims = ""
@@ -255,11 +300,11 @@ def _run_sweep(
         counts = table.loc[table["point_status"] == "finished", "status"].value_counts()
         claims = " · claims: " + ", ".join(f"{int(counts[s])} {s}" for s in STATUSES if s in counts)
     say(
-        f"sweep {grid.chapter}: {finished}/{len(points)} point(s) finished, {len(failed)} failed "
-        f"in {outcome.seconds:.0f} s{claims}\n  table: {out / TABLE_PARQUET} (and .csv), figure: {out / FIGURE}"
+        f"{label} {pl.grid.chapter}: {finished}/{len(pl.points)} point(s) finished, {len(pl.failed)} failed "
+        f"in {outcome.seconds:.0f} s{claims}\n  table: {pl.out / TABLE_PARQUET} (and .csv), figure: {pl.out / FIGURE}"
     )
-    if failed:
-        say(f"  failed points are tried again when you rerun: {command}")
+    if pl.failed:
+        say(f"  failed points are tried again when you rerun: {pl.command}")
     return outcome
 
 
