@@ -312,6 +312,7 @@ def fit(
     on_divergence: Literal["raise", "mask"] = "raise",
     check_every: int = 1,
     compile: bool = False,
+    lr_schedule: Tensor | None = None,
 ) -> History:
     """Run ``steps`` optimizer steps on all members at once.
 
@@ -338,6 +339,12 @@ def fit(
     runs eagerly; keep such state in tensors (``torch.randint`` indices, say). Random numbers drawn
     inside the graph come from the compiler's generator: reproducible under ``torch.manual_seed``,
     but another stream than eager PyTorch's, so the same seed draws other minibatches.
+
+    ``lr_schedule`` (``(steps, members)``, or ``(steps,)`` for one schedule shared by all members;
+    :mod:`phenomena.schedules` makes them) sets every member's learning rate step by step: row
+    ``t`` is written into ``optimizer.lr`` (in place) before step ``t``, so each member follows its
+    own schedule and the optimizer keeps the last row's rates afterwards. Without it ``optimizer.lr``
+    is left alone, as before.
     """
 
     if steps < 0:
@@ -348,6 +355,7 @@ def fit(
         raise ValueError(f"on_divergence must be 'raise' or 'mask', got {on_divergence!r}")
     record = record or {}
     params, members = optimizer.params, optimizer.members
+    schedule = _check_schedule(lr_schedule, steps, optimizer) if lr_schedule is not None else None
     device, dtype = params[0].device, params[0].dtype
     losses = torch.full((steps + 1, members), math.nan, dtype=dtype, device=device)
     traces: dict[str, list[Tensor]] = {k: [] for k in record}
@@ -385,6 +393,8 @@ def fit(
                     for k, fn in record.items():
                         traces[k].append(fn().detach().cpu())
                 rec_steps.append(step)
+            if schedule is not None and step < steps:
+                optimizer.lr.copy_(schedule[step])
             if compiled_step is not None and step < steps:
                 optimizer.all_alive = False  # the graph masks on the device: it cannot read the host's check
                 per_member = compiled_step()  # the loss at this step's parameters; the update is done
@@ -412,6 +422,21 @@ def fit(
         diverged_at=diverged_at,
         compile_fallback=compiled_step.fallback_reason() if compiled_step is not None else None,
     )
+
+
+def _check_schedule(lr_schedule: Tensor, steps: int, optimizer: EnsembleOptimizer) -> Tensor:
+    """``lr_schedule`` as a ``(steps, members)`` tensor on the optimizer's device, or a clear error."""
+    sched = torch.as_tensor(lr_schedule, dtype=optimizer.lr.dtype, device=optimizer.lr.device)
+    if sched.dim() == 1:
+        sched = sched[:, None].expand(-1, optimizer.members)
+    if sched.dim() != 2 or sched.shape[0] < steps or sched.shape[1] != optimizer.members:
+        raise ValueError(
+            f"lr_schedule must be (steps, members) = ({steps}, {optimizer.members}) or (steps,), got shape "
+            f"{tuple(sched.shape)}; build it with phenomena.schedules.stack(names, steps, lr)"
+        )
+    if not bool(torch.isfinite(sched).all()) or bool((sched < 0).any()):
+        raise ValueError("lr_schedule must hold finite, non-negative learning rates")
+    return sched
 
 
 def _check_loss_shape(per_member: Tensor, members: int) -> None:

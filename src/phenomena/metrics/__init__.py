@@ -20,3 +20,6 @@ __all__ = [
 from .attention import attention_entropy
 
 __all__ += ["attention_entropy"]
+from .curves import OffsetPowerLaw, ema, fit_offset_power_law, kendall_tau, mape  # noqa: E402
+
+__all__ += ["OffsetPowerLaw", "ema", "fit_offset_power_law", "kendall_tau", "mape"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -92,3 +93,103 @@ def capped_loss(final: float | np.ndarray, initial: float | np.ndarray) -> np.nd
     """
     final, initial = np.asarray(final, float), np.asarray(initial, float)
     return np.where(np.isfinite(final), np.minimum(final, initial), initial)
+
+
+def ema(curve: Sequence[float] | np.ndarray, decay: float, *, axis: int = 0) -> np.ndarray:
+    """Exponential moving average along ``axis``, bias-corrected as in Adam: ``m_t / (1 − decay^{t+1})``.
+
+    A smoothed loss curve whose first points are not pulled towards zero; ``decay = 0`` returns
+    the curve itself.
+    """
+    if not 0 <= decay < 1:
+        raise ValueError(f"decay must lie in [0, 1), got {decay}")
+    c = np.moveaxis(np.asarray(curve, float), axis, 0)
+    out = np.empty_like(c)
+    m = np.zeros(c.shape[1:])
+    for t in range(c.shape[0]):
+        m = decay * m + (1 - decay) * c[t]
+        out[t] = m / (1 - decay ** (t + 1))
+    return np.moveaxis(out, 0, axis)
+
+
+def mape(predicted: Sequence[float] | np.ndarray, measured: Sequence[float] | np.ndarray) -> float:
+    """Mean absolute percentage error ``100 · mean |predicted / measured − 1|`` (in %)."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    if p.shape != m.shape or p.size == 0:
+        raise ValueError(f"predicted and measured need one shape and at least one point, got {p.shape}, {m.shape}")
+    if (m == 0).any():
+        raise ValueError("a measured value is 0: the percentage error is undefined there")
+    return float(100 * np.mean(np.abs(p / m - 1)))
+
+
+def kendall_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Kendall's rank correlation τ-b of two sequences (1: the same order, −1: reversed), ties allowed.
+
+    ``(concordant − discordant) / √((pairs − ties in x)(pairs − ties in y))``; ``nan`` if either
+    sequence is constant.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x and y must be 1-d of one length, got {x.shape}, {y.shape}")
+    i, j = np.triu_indices(x.size, k=1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    nx, ny = np.count_nonzero(sx), np.count_nonzero(sy)
+    if nx == 0 or ny == 0:
+        return float("nan")
+    return float((sx * sy).sum() / np.sqrt(nx * ny))
+
+
+@dataclass(frozen=True)
+class OffsetPowerLaw:
+    """``y ≈ offset + scale · x^{−exponent}``, and how straight ``log(y − offset)`` is against ``log x``."""
+
+    offset: float
+    scale: float
+    exponent: float
+    r2: float
+    """R² of the straight line ``log(y − offset)`` against ``log x`` (1: a perfect power law)."""
+
+    def __call__(self, x: np.ndarray | float) -> np.ndarray:
+        return self.offset + self.scale * np.asarray(x, float) ** (-self.exponent)
+
+
+def fit_offset_power_law(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,
+                         offset: float | None = None) -> OffsetPowerLaw:
+    """Fit ``y = offset + scale·x^{−exponent}`` by least squares on ``log y`` (a learning curve with a floor).
+
+    The offset is fitted (within ``[0, min y)``, from several starting points, best kept) unless
+    given. ``r2`` measures the power law itself: R² of ``log(y − offset)`` against ``log x``.
+    Points must have ``x > 0`` and ``y > 0``.
+    """
+    from scipy.optimize import minimize
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"need at least 3 points of one shape, got {x.shape}, {y.shape}")
+    if not ((x > 0).all() and (y > 0).all() and np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x and y must be finite and positive")
+    lx, ly, ymin = np.log(x), np.log(y), float(y.min())
+
+    def loss(p: np.ndarray) -> float:
+        pred = p[0] * ymin + np.exp(p[1]) * x ** (-p[2])
+        return float(((np.log(pred) - ly) ** 2).sum())
+
+    if offset is None:
+        best = None
+        for f0 in (0.0, 0.5, 0.9, 0.99):
+            for e0 in (0.3, 1.0, 2.0):
+                c0 = float(np.median(np.log(np.clip(y - f0 * ymin, 1e-300, None)) + e0 * lx))
+                res = minimize(loss, np.array([f0, c0, e0]), method="L-BFGS-B",
+                               bounds=[(0.0, 0.9999), (-50, 50), (1e-3, 10.0)])
+                if best is None or res.fun < best.fun:
+                    best = res
+        off, scale, expo = best.x[0] * ymin, float(np.exp(best.x[1])), float(best.x[2])
+    else:
+        if not 0 <= offset < ymin:
+            raise ValueError(f"offset must lie in [0, min y = {ymin:g}), got {offset}")
+        slope, intercept = np.polyfit(lx, np.log(y - offset), 1)
+        off, scale, expo = float(offset), float(np.exp(intercept)), float(-slope)
+    resid = np.log(y - off) - (np.log(scale) - expo * lx)
+    total = np.log(y - off) - np.log(y - off).mean()
+    r2 = float(1 - (resid**2).sum() / max((total**2).sum(), 1e-300))
+    return OffsetPowerLaw(offset=float(off), scale=scale, exponent=expo, r2=r2)
