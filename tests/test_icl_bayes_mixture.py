@@ -143,7 +143,7 @@ def test_component_posterior_at_k_equal_d_minus_1_is_a_ratio_of_prior_densities(
 
 def test_min_norm_least_squares_risk_matches_monte_carlo():
     d = 4
-    x, y, w = _draw(d=d, k=d, prompts=40000, seed=4)
+    x, y, _ = _draw(d=d, k=d, prompts=40000, seed=4)
     for k in (1, 2, 3, 4):
         pred = np.einsum("bd,bd->b", theory.min_norm_least_squares(x[:, :k], y[:, :k]), x[:, k])
         err = (pred - y[:, k]) ** 2

@@ -159,8 +159,8 @@ def probe_posterior(model: ICLGPT, tasks: ICLTasks, ks: Sequence[int], *, prompt
     With ``w₁ = ±c`` (up to the jitter) the Bayes prediction at ``e₁`` is ``E[w₁ | D] = c(2p₊ − 1)``: a
     readout of the posterior over the mixture component. The probe replaces the ``k``-th input of a
     fresh prompt by ``e₁``; causal attention keeps the later points out of the prediction. One row
-    per ``(k, prompt, member)`` with columns ``transformer``, ``pme``, ``p_plus`` and ``sign`` (the
-    true component, ``±1``).
+    per ``(k, prompt, member)`` with columns ``transformer``, ``pme``, ``ridge`` (the moment-matched
+    ridge predictor's answer, linear in the labels), ``p_plus`` and ``sign`` (the true component, ``±1``).
     """
     data = ICLTasks(tasks.d, tasks.n, tasks.noise, tasks.covariance, tasks.rho, torch.float64, tasks.prior,
                     tasks.centre, tasks.mixing, tasks.jitter)
@@ -175,10 +175,12 @@ def probe_posterior(model: ICLGPT, tasks: ICLTasks, ks: Sequence[int], *, prompt
         tf = _predict(model, x[:, : k + 1], y[:, : k + 1])[:, :, k]  # (E, prompts)
         w, p_plus = gmm_posterior(x[:, :k].numpy(), y[:, :k].numpy(), centre=tasks.centre, mixing=tasks.mixing,
                                   jitter=tasks.jitter)
+        ridge = mixture_predictions(x[:, :k].numpy(), y[:, :k].numpy(), x[:, k].numpy(), centre=tasks.centre,
+                                    mixing=tasks.mixing, jitter=tasks.jitter)["ridge"]
         sign = np.sign(b.w[:, 0].numpy())
         for e in range(tf.shape[0]):
             frames.append(pd.DataFrame({"k": k, "prompt": np.arange(prompts), "member": e, "transformer": tf[e],
-                                        "pme": w[:, 0], "p_plus": p_plus, "sign": sign}))
+                                        "pme": w[:, 0], "ridge": ridge, "p_plus": p_plus, "sign": sign}))
     return pd.concat(frames, ignore_index=True)
 
 

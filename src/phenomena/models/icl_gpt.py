@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.icl import interleave
-from .gpt import GPTConfig, Block, LayerNorm, Linear
+from .gpt import Block, GPTConfig, LayerNorm, Linear
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ICLGPT(nn.Module):
         if x.dim() != 4 or x.shape[0] != c.members or x.shape[-1] != c.dim or y.shape != x.shape[:-1]:
             raise ValueError(f"expected x (B, m, {c.dim}) and y (B, m), or with a leading axis of {c.members} "
                              f"members; got {tuple(x.shape)} and {tuple(y.shape)}")
-        e, b, m, _ = x.shape
+        m = x.shape[2]
         if m > c.points:
             raise ValueError(f"{m} points exceed the model's {c.points}; raise ICLGPTConfig.points")
         tokens = interleave(x, y, label_channel=c.label_channel).to(c.dtype)  # (E, B, 2m, d)
