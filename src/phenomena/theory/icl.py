@@ -136,3 +136,149 @@ def condition_number(gamma: ArrayLike) -> NDArray[np.float64]:
     g = np.asarray(gamma, dtype=np.float64)
     ev = np.linalg.eigvalsh((g + g.swapaxes(-1, -2)) / 2)
     return ev[..., -1] / ev[..., 0]
+
+
+# ----------------------------------------------------------------------------- Bayes predictors
+# Panwar, Ahuja & Goyal (2023): tasks w ~ π·N(+μ, Σ₁) + (1−π)·N(−μ, Σ₁), μ = c·e₁, Σ₁ = I except
+# (Σ₁)₁₁ = 10⁻⁸, isotropic inputs, noiseless labels. Everything below is batched over leading axes:
+# contexts x (..., k, d), labels y (..., k); predictions are x_qᵀŵ for the returned ŵ (..., d).
+
+
+def gmm_component_covariance(d: int, jitter: float = 1e-8) -> NDArray[np.float64]:
+    """``Σ₁``: the identity with ``(Σ₁)₁₁ = jitter`` (the paper's 10⁻⁸ pins ``w₁`` to ``±c``)."""
+    if int(d) != d or d < 1:
+        raise ValueError(f"d must be a positive integer, got {d!r}")
+    if not jitter > 0:
+        raise ValueError(f"jitter must be > 0 (a zero variance makes the posterior singular), got {jitter!r}")
+    s = np.eye(int(d))
+    s[0, 0] = jitter
+    return s
+
+
+def gmm_centre(d: int, centre: float = 3.0) -> NDArray[np.float64]:
+    """``μ = c·e₁``, the mean of the ``+`` component."""
+    mu = np.zeros(int(d))
+    mu[0] = centre
+    return mu
+
+
+def _context(x: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim < 2 or x.shape[:-1] != y.shape:
+        raise ValueError(f"contexts must be x (..., k, d) and y (..., k); got {x.shape} and {y.shape}")
+    return x, y
+
+
+def _evidence_covariance(x: NDArray[np.float64], cov: NDArray[np.float64], noise: float, jitter: float) -> NDArray:
+    """``C = X Σ Xᵀ + (σ² + jitter) I``: the covariance of the labels ``y`` given one Gaussian component.
+
+    Noiseless labels make ``XΣXᵀ`` singular once ``k > d``; the jitter keeps the solve defined there
+    (and changes nothing measurable below: it is 10⁻⁸ against eigenvalues of order 1).
+    """
+    k = x.shape[-2]
+    return x @ cov @ x.swapaxes(-1, -2) + (noise + jitter) * np.eye(k)
+
+
+def gaussian_posterior_mean(x: ArrayLike, y: ArrayLike, mean: ArrayLike, cov: ArrayLike, *, noise: float = 0.0,
+                            jitter: float = 1e-8) -> NDArray[np.float64]:
+    """``E[w | X, y]`` under the prior ``w ~ N(m, S)`` and labels ``y = Xw + ε``, ``ε ~ N(0, σ² I)``.
+
+    ``ŵ = m + S Xᵀ (X S Xᵀ + (σ² + jitter) I)⁻¹ (y − X m)``. This is ridge regression with the penalty
+    ``(w − m)ᵀ S⁻¹ (w − m)`` (scaled by ``σ²``); with ``S = E[wwᵀ]`` of any prior and ``m = 0`` it is
+    the best predictor *linear in the labels*, since the risk of a linear predictor depends on the
+    prior only through its second moment. ``mean`` may carry leading axes matching the batch.
+    """
+    x, y = _context(x, y)
+    s = np.asarray(cov, dtype=np.float64)
+    m = np.asarray(mean, dtype=np.float64)
+    d = x.shape[-1]
+    if s.shape != (d, d) or m.shape[-1] != d:
+        raise ValueError(f"mean (..., {d}) and cov ({d}, {d}) must match the inputs' dimension, got {m.shape}, {s.shape}")
+    _check(1, noise)
+    batch = np.broadcast_shapes(x.shape[:-2], m.shape[:-1])
+    if x.shape[-2] == 0:
+        return np.broadcast_to(m, (*batch, d)).copy()
+    c = _evidence_covariance(x, s, noise, jitter)
+    resid = y - np.einsum("...kd,...d->...k", x, m)
+    alpha = np.linalg.solve(c, resid[..., None])[..., 0]
+    return m + np.einsum("de,...ke,...k->...d", s, x, alpha)
+
+
+def gmm_posterior(x: ArrayLike, y: ArrayLike, *, centre: float = 3.0, mixing: float = 0.5, noise: float = 0.0,
+                  jitter: float = 1e-8, floor: float = 1e-8) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Posterior of the two-component mixture prior: ``(ŵ_PME (..., d), p₊ (...))``.
+
+    Each component is Gaussian, so given the component the posterior mean ``ŵ_±`` is
+    :func:`gaussian_posterior_mean` and the evidence is ``N(y; ±Xμ, C)`` with the *same* ``C`` for both
+    (:func:`_evidence_covariance`). The log-odds of ``+`` is therefore linear in ``y``,
+
+        log p₊/p₋ = 2 (Xμ)ᵀ C⁻¹ y + log π/(1−π),
+
+    and the posterior-mean estimator is ``ŵ_PME = p₊ ŵ₊ + p₋ ŵ₋``, non-linear in ``y`` through ``p₊``.
+    ``jitter`` is ``(Σ₁)₁₁``; ``floor`` the variance added to ``C`` to keep it invertible for noiseless
+    labels at ``k > d`` (both 10⁻⁸ by default).
+    """
+    x, y = _context(x, y)
+    if not 0 < mixing < 1:
+        raise ValueError(f"mixing must lie in (0, 1), got {mixing!r}")
+    d = x.shape[-1]
+    s, mu = gmm_component_covariance(d, jitter), gmm_centre(d, centre)
+    w_plus = gaussian_posterior_mean(x, y, mu, s, noise=noise, jitter=floor)
+    w_minus = gaussian_posterior_mean(x, y, -mu, s, noise=noise, jitter=floor)
+    if x.shape[-2] == 0:
+        logit = np.full(x.shape[:-2], np.log(mixing / (1 - mixing)))
+    else:
+        c = _evidence_covariance(x, s, noise, floor)
+        a = x @ mu  # (..., k): the label shift X μ
+        logit = 2 * np.einsum("...k,...k->...", a, np.linalg.solve(c, y[..., None])[..., 0])
+        logit = logit + np.log(mixing / (1 - mixing))
+    p_plus = 0.5 * (1 + np.tanh(logit / 2))  # the logistic function, without overflow
+    w = p_plus[..., None] * w_plus + (1 - p_plus[..., None]) * w_minus
+    return w, p_plus
+
+
+def min_norm_least_squares(x: ArrayLike, y: ArrayLike) -> NDArray[np.float64]:
+    """``X⁺ y``: the least-squares fit of smallest norm (it interpolates the context when ``k ≤ d``).
+
+    A learner with no prior at all: the prior-free baseline the paper's figures call OLS.
+    """
+    x, y = _context(x, y)
+    if x.shape[-2] == 0:
+        return np.zeros((*x.shape[:-2], x.shape[-1]))
+    return np.einsum("...dk,...k->...d", np.linalg.pinv(x), y)
+
+
+def min_norm_least_squares_risk(d: int, k: int, second_moment_trace: float) -> float:
+    """``E(x_qᵀ(w − X⁺y))²`` for noiseless labels, isotropic Gaussian inputs and any prior independent of X.
+
+    ``w − X⁺Xw = (I − P)w`` with ``P`` the projection on the ``min(k, d)`` context directions, and
+    ``E[P] = (min(k, d)/d) I`` by rotation invariance, so the risk is ``(1 − min(k, d)/d)·tr E[wwᵀ]``.
+    For the mixture prior ``tr E[wwᵀ] = c² + d − 1`` (+ the jitter).
+    """
+    if int(d) != d or d < 1 or int(k) != k or k < 0:
+        raise ValueError(f"d must be >= 1 and k >= 0 integers, got d={d!r}, k={k!r}")
+    return float((1 - min(k, d) / d) * second_moment_trace)
+
+
+PREDICTORS: tuple[str, ...] = ("pme", "ridge", "ols")
+
+
+def mixture_predictions(x: ArrayLike, y: ArrayLike, x_query: ArrayLike, *, centre: float = 3.0, mixing: float = 0.5,
+                        jitter: float = 1e-8) -> dict[str, NDArray[np.float64]]:
+    """The three reference predictions ``x_qᵀŵ`` for noiseless mixture tasks, keyed by :data:`PREDICTORS`:
+
+    ``"pme"`` the Bayes posterior mean (:func:`gmm_posterior`); ``"ridge"`` the Gaussian posterior mean
+    under the moment-matched prior ``N(0, diag(c² + jitter, 1, …, 1))`` (the best predictor linear in
+    ``y``); ``"ols"`` the min-norm least-squares fit (no prior).
+    """
+    x, y = _context(x, y)
+    xq = np.asarray(x_query, dtype=np.float64)
+    d = x.shape[-1]
+    second = np.eye(d)
+    second[0, 0] = centre**2 + jitter
+    w = {
+        "pme": gmm_posterior(x, y, centre=centre, mixing=mixing, jitter=jitter)[0],
+        "ridge": gaussian_posterior_mean(x, y, np.zeros(d), second, jitter=jitter),
+        "ols": min_norm_least_squares(x, y),
+    }
+    return {name: np.einsum("...d,...d->...", v, xq) for name, v in w.items()}
