@@ -65,6 +65,7 @@ class AlphaRun:
         return {
             "alpha": self.alpha,
             "n_train": self.n_train,
+            "members": self.members,
             "eps_avg": float(np.nanmean(self.eps_avg)),
             "eps_avg_se": float(np.nanstd(self.eps_avg) / math.sqrt(max(1, np.isfinite(self.eps_avg).sum()))),
             "eps_single": float(single.mean()) if single.size else math.nan,
