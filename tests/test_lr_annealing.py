@@ -11,7 +11,7 @@ import torch
 from scipy import integrate, stats
 
 from phenomena import schedules
-from phenomena.data.powerlaw_teacher import PowerLawTeacher
+from phenomena.data.powerlaw import powerlaw_task
 from phenomena.ensemble import SGD, fit
 from phenomena.experiments import lr_annealing_scaling_law as experiment
 from phenomena.metrics import curves
@@ -116,18 +116,14 @@ def test_sgd_expected_loss_matches_monte_carlo():
 
 
 # ----------------------------------------------------------------------------- teacher and training
-def test_teacher_moments_and_population_loss():
-    teacher = PowerLawTeacher(dim=6, a=2.0, b=3.0, noise=0.2)
+def test_the_half_risk_is_the_students_population_loss():
+    teacher = powerlaw_task(6, 2.0, 3.0, noise=0.2)
     gen = torch.Generator().manual_seed(0)
-    x, y = teacher.sample(200_000, gen, dtype=torch.float64)
-    assert torch.allclose(x.var(0), teacher.eigenvalues(), rtol=0.02)
-    assert (teacher.eigenvalues() * teacher.coefficients() ** 2).allclose(torch.arange(1, 7.0, dtype=torch.float64) ** -3.0)
+    x, y = teacher.sample(200_000, gen)
     w = torch.randn(3, 6, dtype=torch.float64, generator=gen)
     mc = 0.5 * ((x @ w.T - y[:, None]) ** 2).mean(0)
-    assert torch.allclose(teacher.population_loss(w), mc, rtol=0.02)
-    assert teacher.sample(4, gen, groups=5)[0].shape == (5, 4, 6)
-    with pytest.raises(ValueError, match="noise"):
-        PowerLawTeacher(dim=3, noise=-1.0)
+    assert torch.allclose(teacher.risk(w) / 2, mc, rtol=0.02)
+    assert teacher.sample(4, gen, batch=(5,), dtype=torch.float32)[0].shape == (5, 4, 6)
 
 
 def test_fit_schedule_hook_follows_each_members_schedule_like_torch_optim():
@@ -156,7 +152,7 @@ def test_fit_schedule_hook_follows_each_members_schedule_like_torch_optim():
 
 
 def test_train_linear_agrees_with_the_exact_expected_loss():
-    teacher = PowerLawTeacher(dim=50, a=2.0, b=2.5, noise=0.05)
+    teacher = powerlaw_task(50, 2.0, 2.5, noise=0.05)
     lrs = schedules.stack(["constant", "wsd-20"], 300, 0.5)
     run = experiment.train_linear(teacher, lrs, seeds=64, batch=8, generator=torch.Generator().manual_seed(1))
     lam, w_star = powerlaw.spectrum(50, 2.0, 2.5)

@@ -1,6 +1,6 @@
 """Chapter lr-annealing-scaling-law: many learning-rate schedules, one batched model, and the law that predicts them.
 
-Online SGD on the power-law teacher (:mod:`phenomena.data.powerlaw_teacher`): every step draws
+Online SGD on the power-law teacher (:mod:`phenomena.data.powerlaw`): every step draws
 fresh samples, so ``steps × batch`` is the data seen and the loss on fresh samples is the test
 loss. The runs of one seed share their samples (common random numbers), so the differences
 between schedules are not drowned by sampling noise; seeds are independent.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from phenomena.data.powerlaw_teacher import PowerLawTeacher
+from phenomena.data.powerlaw import PowerLawTask
 from phenomena.ensemble import SGD, fit
 from phenomena.metrics.curves import mape as curves_mape
 from phenomena.models.mlp import MLP, MLPConfig
@@ -49,7 +49,7 @@ class LinearCurves:
 
 
 def train_linear(
-    teacher: PowerLawTeacher,
+    teacher: PowerLawTask,
     lrs: np.ndarray,
     *,
     seeds: int,
@@ -63,28 +63,28 @@ def train_linear(
     if lrs.ndim != 2:
         raise ValueError(f"lrs must be (steps, columns), got shape {lrs.shape}; see phenomena.schedules.stack")
     steps, cols = lrs.shape
-    cap = np.full(cols, teacher.dim) if capacity is None else np.asarray(capacity, int)
-    if cap.shape != (cols,) or cap.min() < 1 or cap.max() > teacher.dim:
-        raise ValueError(f"capacity needs one value in 1 … {teacher.dim} per column ({cols}), got {capacity}")
+    cap = np.full(cols, teacher.modes) if capacity is None else np.asarray(capacity, int)
+    if cap.shape != (cols,) or cap.min() < 1 or cap.max() > teacher.modes:
+        raise ValueError(f"capacity needs one value in 1 … {teacher.modes} per column ({cols}), got {capacity}")
     members = seeds * cols
-    capped = bool((cap < teacher.dim).any())
-    mask = (torch.arange(teacher.dim)[None, :] < torch.as_tensor(cap)[:, None]).float().repeat(seeds, 1)
-    weights = torch.zeros(members, teacher.dim, requires_grad=True)
+    capped = bool((cap < teacher.modes).any())
+    mask = (torch.arange(teacher.modes)[None, :] < torch.as_tensor(cap)[:, None]).float().repeat(seeds, 1)
+    weights = torch.zeros(members, teacher.modes, requires_grad=True)
     optimizer = SGD([weights], lr=float(lrs[0].max()))
 
     def student() -> torch.Tensor:
         return weights * mask if capped else weights
 
     def loss() -> torch.Tensor:
-        x, y = teacher.sample(batch, generator, groups=seeds)  # (seeds, batch, dim), (seeds, batch)
-        w = student().view(seeds, cols, teacher.dim)
+        x, y = teacher.sample(batch, generator, batch=(seeds,), dtype=torch.float32)  # (seeds, batch, dim), (seeds, batch)
+        w = student().view(seeds, cols, teacher.modes)
         pred = torch.bmm(w, x.transpose(1, 2))  # (seeds, cols, batch)
         return (0.5 * (pred - y[:, None, :]) ** 2).mean(-1).reshape(members)
 
     history = fit(
         optimizer, loss, steps,
-        # float32 is enough: the loss is a sum of 10³ positive terms, its rounding error ~10⁻⁷ relative
-        record={"population": lambda: teacher.population_loss(student())},
+        # the exact population loss ½‖Λ^{1/2}(w − w*)‖² + σ²/2 of the half-MSE the students minimise
+        record={"population": lambda: teacher.risk(student()) / 2},
         lr_schedule=torch.as_tensor(np.tile(lrs, (1, seeds))),
     )
     curve = history.recorded["population"].double().numpy().reshape(steps + 1, seeds, cols)
@@ -107,7 +107,7 @@ def log_steps(steps: int, points: int, first: int = 10) -> np.ndarray:
 
 
 def train_mlp(
-    teacher: PowerLawTeacher,
+    teacher: PowerLawTask,
     width: int,
     *,
     lr: float,
@@ -122,14 +122,14 @@ def train_mlp(
     constant ``lr`` on fresh samples (each seed its own samples and init), and read the loss on one
     fixed test set of ``n_test`` samples at ``points`` log-spaced steps. A fixed set makes its own
     sampling error the same at every step, so the curve's shape is not blurred by it."""
-    config = MLPConfig(widths=[teacher.dim, width, 1], activation="relu", parameterization="standard",
+    config = MLPConfig(widths=[teacher.modes, width, 1], activation="relu", parameterization="standard",
                        members=seeds)
     model = MLP(config, generator=generator)
-    x_test, y_test = teacher.sample(n_test, generator)
+    x_test, y_test = teacher.sample(n_test, generator, dtype=torch.float32)
     optimizer = SGD(model.parameters(), lr=lr)
 
     def loss() -> torch.Tensor:
-        x, y = teacher.sample(batch, generator, groups=seeds)
+        x, y = teacher.sample(batch, generator, batch=(seeds,), dtype=torch.float32)
         return (0.5 * (model(x)[..., 0] - y) ** 2).mean(-1)
 
     def test_loss() -> np.ndarray:
