@@ -252,8 +252,10 @@ def test_embedded_sweep_interrupt_resume_and_failures(book, tmp_path):
     cmd = [sys.executable, "-m", "phenomena", "sweep", "tiny-sweep", *args, "--jobs", "1", "-q"]
 
     # 1. Ctrl-C (SIGINT to the whole process group, as a terminal sends it) once a point is finished.
+    # Ctrl-C's default disposition in the sweep, even when this test runs in a background job (where the
+    # shell starts everything with SIGINT ignored and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen(cmd, env=env_for(book), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: finished_results(out), "a finished point", proc=proc)
         os.killpg(proc.pid, signal.SIGINT)
