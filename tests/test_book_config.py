@@ -19,3 +19,17 @@ def test_math_renders_without_a_network():
 
     spec = importlib.util.find_spec("sphinx-mathjax-offline")
     assert spec is not None and (Path(spec.origin).parent / "static" / path).is_file()
+
+
+def test_references_parse_and_every_citation_has_an_entry():
+    import re
+
+    from pybtex.database import parse_file
+
+    keys = set(parse_file(str(ROOT / "book" / "references.bib")).entries)
+    cited: set[str] = set()
+    for path in [*ROOT.glob("book/**/*.ipynb"), *ROOT.glob("book/**/*.md")]:
+        for group in re.findall(r"\{cite(?::[tp])?\}`([^`]+)`", path.read_text()):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited, "no citation found: the pattern no longer matches how chapters cite"
+    assert not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
