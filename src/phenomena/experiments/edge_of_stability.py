@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..ensemble import SGD, fit
 from ..metrics import ensemble_hessian_top_eigenvalue
+from ..metrics.curves import crossing_time
 from ..models import MLP, MLPConfig
 from ..train import half_mse
 
@@ -185,13 +186,9 @@ def _train(net, params, rates, loss, sharpness, groups, steps, lrs) -> EoSResult
 
 
 def edge_onset(run: EoSResult, level: float = 0.9) -> np.ndarray:
-    """First measured step at which each member's sharpness reaches ``level·2/η`` (``nan`` if never)."""
-    out = np.full(len(run.lrs), np.nan)
-    for e, edge in enumerate(run.edge):
-        hit = np.nonzero(run.sharpness[:, e] >= level * edge)[0]
-        if hit.size:
-            out[e] = run.sharpness_steps[hit[0]]
-    return out
+    """First measured step at which each member's sharpness reaches ``level·2/η`` (``inf`` if never)."""
+    return crossing_time(run.sharpness, level * run.edge, direction="above", steps=run.sharpness_steps,
+                         interpolate=None)
 
 
 def late_sharpness_ratio(run: EoSResult, tail: float = 0.5) -> np.ndarray:
@@ -209,7 +206,7 @@ def group_anticorrelation(run: EoSResult, window: int = 100) -> np.ndarray:
     onset = edge_onset(run)
     out = np.full(len(run.lrs), np.nan)
     for e in range(len(run.lrs)):
-        if np.isnan(onset[e]):
+        if not np.isfinite(onset[e]):
             continue
         corrs = []
         for start in range(int(onset[e]), run.group_loss.shape[0] - window, window):
@@ -226,7 +223,7 @@ def oscillation_share(run: EoSResult) -> np.ndarray:
     onset = edge_onset(run)
     out = np.full(len(run.lrs), np.nan)
     for e in range(len(run.lrs)):
-        if np.isnan(onset[e]):
+        if not np.isfinite(onset[e]):
             continue
         d = np.abs(np.diff(run.group_loss[int(onset[e]) :, e, :], axis=0)).mean(0)
         out[e] = float(d[:2].mean() / d[2]) if d[2] > 0 else np.inf
