@@ -75,7 +75,7 @@ def logistic_gd(
 
 
 def separation_steps(scan: StepSizeScan, features: Tensor, labels: Tensor) -> np.ndarray:
-    """Steps until zero training error for each step size (``-1``: not within the recorded steps)."""
+    """Steps until zero training error for each step size (``inf``: not within the recorded steps)."""
     a, y = features.cpu().numpy(), labels.cpu().numpy()
     return np.array([steps_to_separate(scan.iterates[:, k], a, y) for k in range(len(scan.gammas))])
 
