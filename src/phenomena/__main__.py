@@ -1,4 +1,4 @@
-"""Command line: ``python -m phenomena list | run | sweep | gather | scoreboard``.
+"""Command line: ``python -m phenomena list | run | run-all | sweep | gather | scoreboard | cache-book``.
 
 Examples::
 
@@ -8,8 +8,10 @@ Examples::
     python -m phenomena sweep saxe-deep-linear -p lr 0.004 0.005 --seeds 0 1 --scale smoke --jobs 2
     python -m phenomena gather sweeps/saxe-deep-linear-smoke-lr-123abc
     python -m phenomena scoreboard [--sweep DIR]
+    python -m phenomena cache-book --jobs 2                      # the book's chapters, for jupyter-book
 
 Exit codes: ``run``: 0 all claims passed, 1 a claim failed (or the chapter raised).
+``cache-book``: 0 every chapter cached, 1 a chapter could not be executed.
 ``sweep``: 0 every point finished (its claims, passed or not, are in the table), 1 a point failed,
 130 interrupted (rerun the same command to resume). Any command: 2 bad input (a :class:`~phenomena.contract.ContractError`).
 """
@@ -173,6 +175,23 @@ def cmd_run_all(args: argparse.Namespace) -> int:
     return 0 if all(o.ok for o in outcomes) else 1
 
 
+def cmd_cache_book(args: argparse.Namespace) -> int:
+    """Execute the chapters missing from jupyter-book's cache, several at once (then the build only renders)."""
+    import time
+
+    from . import bookcache
+
+    started = time.time()
+    outcome = bookcache.fill(args.chapters or None, scale=scales.resolve(args.scale), jobs=args.jobs,
+                             timeout=args.timeout)
+    failed = [c.slug for c in outcome if c.status == "failed"]
+    ran = [c for c in outcome if c.status == "executed"]
+    print(f"book cache: {len(ran)} chapter(s) executed in {time.time() - started:.0f} s "
+          f"(their serial sum: {sum(c.seconds for c in ran):.0f} s)"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def cmd_gather(args: argparse.Namespace) -> int:
     from .sweep import FIGURE, TABLE_CSV, TABLE_PARQUET, gather
 
@@ -232,7 +251,7 @@ def cmd_scoreboard(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m phenomena", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,run-all,sweep,gather,scoreboard}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,run-all,sweep,gather,scoreboard,cache-book}")
 
     p_list = sub.add_parser("list", help="chapters, their parameters and claims")
     p_list.add_argument("-v", "--verbose", action="store_true", help="show parameter defaults and comments")
@@ -300,6 +319,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_ra.add_argument("--ledger", metavar="DIR", help="copy finished results here (e.g. book/results-full)")
     p_ra.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p_ra.set_defaults(func=cmd_run_all)
+
+    p_cb = sub.add_parser(
+        "cache-book",
+        help="execute the chapters missing from jupyter-book's cache, several at once (make book does this)",
+        description="Execute every chapter (or the CHAPTERs named) as stored, at --scale, several at once, and "
+        "put the executed notebooks into jupyter-book's execution cache (_build/.jupyter_cache), so that "
+        "`jupyter-book build` finds them and only renders. Chapters already cached are skipped. "
+        "Exit status: 0 every chapter cached, 1 a chapter could not be executed (the build will retry it), "
+        "2 bad input.",
+    )
+    p_cb.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter slugs (default: every chapter)")
+    p_cb.add_argument("--scale", default=None, help=f"one of {', '.join(scales.SCALES)} (default: $PHENOMENA_SCALE or default)")
+    p_cb.add_argument("--jobs", type=int, default=None, help="chapters executed at once (default: CPU cores)")
+    p_cb.add_argument("--timeout", type=float, default=900, help="per-cell timeout in seconds (as _config.yml)")
+    p_cb.set_defaults(func=cmd_cache_book)
 
     p_ga = sub.add_parser("gather", help="rebuild a sweep's table (Parquet + CSV) and summary figure from its runs")
     p_ga.add_argument("dir", metavar="DIR", help="the sweep folder (holds sweep.json)")
