@@ -197,11 +197,18 @@ def late_sharpness_ratio(run: EoSResult, tail: float = 0.5) -> np.ndarray:
     return np.median(run.sharpness[k:], axis=0) / run.edge
 
 
-def group_anticorrelation(run: EoSResult, window: int = 100) -> np.ndarray:
-    """Median, over windows of ``window`` steps from the edge onset on, of corr(ΔL₊, ΔL₋) per member.
+def group_anticorrelation(run: EoSResult, window: int = 100, band: float = 0.1) -> np.ndarray:
+    """Median, over the windows of ``window`` steps spent at the edge, of corr(ΔL₊, ΔL₋) per member.
 
     ``ΔL₊``/``ΔL₋``: step-to-step changes of the mean loss of the positive and negative
     outlier groups. −1: whenever one group's loss rises the other's falls.
+
+    A window counts as *at the edge* when it starts after the edge onset and every sharpness
+    measurement in it lies within ``(1 ± band)·2/η`` (the band of the sharpness-at-edge claim).
+    Right after the onset the largest step sizes overshoot 2/η by 10-40% for a few hundred steps
+    (a catapult-like phase): the loss spikes there, and both groups' losses jump together; the
+    anti-phase oscillation that Rosenfeld & Risteski describe belongs to the edge itself. A member
+    with no window at the edge gets NaN.
     """
     onset = edge_onset(run)
     out = np.full(len(run.lrs), np.nan)
@@ -210,6 +217,10 @@ def group_anticorrelation(run: EoSResult, window: int = 100) -> np.ndarray:
             continue
         corrs = []
         for start in range(int(onset[e]), run.group_loss.shape[0] - window, window):
+            inside = (run.sharpness_steps >= start) & (run.sharpness_steps <= start + window)
+            ratio = run.sharpness[inside, e] / run.edge[e]
+            if not inside.any() or np.any(np.abs(ratio - 1) > band):
+                continue
             d = np.diff(run.group_loss[start : start + window + 1, e, :2], axis=0)
             if d.std(0).min() > 0:
                 corrs.append(np.corrcoef(d[:, 0], d[:, 1])[0, 1])
