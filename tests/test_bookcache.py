@@ -5,7 +5,6 @@ renders; so the test asks jupyter-cache the question myst-nb asks (does this sto
 match a cached execution?), on a one-chapter book made of the sweep tests' tiny chapter.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,11 @@ import pytest
 from phenomena import bookcache
 from phenomena.contract import ContractError
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tiny-sweep.ipynb"
-TOC = "format: jb-book\nroot: book/intro\nparts:\n  - caption: Tests\n    chapters:\n      - file: book/tiny-sweep\n"
-
 
 @pytest.fixture
-def book(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "book-root"
-    (root / "book").mkdir(parents=True)
-    shutil.copy(FIXTURE, root / "book" / "tiny-sweep.ipynb")
-    (root / "_toc.yml").write_text(TOC)
-    monkeypatch.setenv("PHENOMENA_ROOT", str(root))
+def book(tiny_book, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PHENOMENA_RESULTS", str(tmp_path / "results"))
-    return root
+    return tiny_book
 
 
 def test_an_executed_chapter_is_found_by_the_build_and_not_executed_twice(book):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,14 +44,9 @@ WAIT = 150  # seconds: generous, for a loaded 2-core machine
 
 
 @pytest.fixture
-def book(tmp_path, monkeypatch) -> Path:
+def book(tiny_book) -> Path:
     """A book whose only chapter is the tiny test chapter."""
-    root = tmp_path / "book-root"
-    (root / "book").mkdir(parents=True)
-    shutil.copy(FIXTURE, root / "book" / "tiny-sweep.ipynb")
-    (root / "_toc.yml").write_text(TOC)
-    monkeypatch.setenv("PHENOMENA_ROOT", str(root))
-    return root
+    return tiny_book
 
 
 def env_for(book: Path) -> dict[str, str]:
