@@ -154,6 +154,7 @@ def train_benign(
 
     record_at = sorted(set(np.linspace(0, steps, records + 1).round().astype(int).tolist()))
     test_at = sorted(set(np.linspace(0, steps, test_records + 1).round().astype(int).tolist()))
+    measure_at = set(record_at) | set(test_at)
     residual = torch.empty(steps, members, dtype=dtype, device=device)
     rec_loss, rec_weak, rec_strong, rec_acc = [], [], [], []
     diverged_at = torch.full((members,), math.inf, dtype=torch.float64)
@@ -187,7 +188,7 @@ def train_benign(
                 with torch.no_grad():
                     model.weight[bad] = math.nan  # a diverged member is reported, its weights are not used
             opt.all_alive = bool(opt.alive.all())
-        if t + 1 in record_at or t + 1 in test_at:
+        if t + 1 in measure_at:
             measure(t + 1)
 
     def arr(xs: list[Tensor]) -> np.ndarray:

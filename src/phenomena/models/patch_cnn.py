@@ -77,6 +77,11 @@ class PatchCNN:
             raise ValueError(f"per_patch=True was built for {cfg.patches} patches, got {x.shape[-2]}")
         if x.dim() == 3:
             eq = "ejrpd,bpd->ebjrp" if cfg.per_patch else "ejrd,bpd->ebjrp"
+        elif x.dim() == 4 and x.shape[0] == self.members and not cfg.per_patch:
+            # the hot path of batch-1 SGD: one batched matmul, (members, batch·patches, d) @ (members, d, 2m)
+            e, b, p, _ = x.shape
+            z = torch.bmm(x.reshape(e, b * p, cfg.d), self.weight.reshape(e, 2 * cfg.width, cfg.d).transpose(1, 2))
+            return z.reshape(e, b, p, 2, cfg.width).permute(0, 1, 3, 4, 2)
         elif x.dim() == 4 and x.shape[0] == self.members:
             eq = "ejrpd,ebpd->ebjrp" if cfg.per_patch else "ejrd,ebpd->ebjrp"
         else:
@@ -98,15 +103,21 @@ class PatchCNN:
         """Outputs ``F`` ``(members, batch)`` and the gradient of ``mean_batch ½(F − y)²`` with respect
         to ``self.weight`` (one mean per member): ``(F − y)/B · j/m · q·ReLU(z)^{q−1}`` times the patch."""
         z = self._pre(x)
-        out = self._out(z)
+        relu = z.clamp_min(0)
+        q = self.config.q
+        act = relu * relu if q == 2 else relu.pow(q)
+        out = (act.sum(-1).sum(-1) * self.head).sum(-1)
         if y.shape != out.shape[-1:] and y.shape != out.shape:
             raise ValueError(f"labels must be (batch,) or (members, batch), got {tuple(y.shape)} for outputs {tuple(out.shape)}")
         resid = (out - y) / out.shape[-1]
-        q = self.config.q
-        slope = q * z.clamp_min(0).pow(q - 1) if q != 1 else (z > 0).to(z)
+        slope = 2 * relu if q == 2 else (q * relu.pow(q - 1) if q != 1 else (z > 0).to(z))
         g = slope * (resid[:, :, None, None, None] * self.head[None, None, :, None, None])
         if x.dim() == 3:
             eq = "ebjrp,bpd->ejrpd" if self.config.per_patch else "ebjrp,bpd->ejrd"
+        elif not self.config.per_patch:
+            e, b, p, d = x.shape
+            gm = g.permute(0, 2, 3, 1, 4).reshape(e, 2 * self.config.width, b * p)
+            return out, torch.bmm(gm, x.reshape(e, b * p, d)).reshape(self.weight.shape)
         else:
             eq = "ebjrp,ebpd->ejrpd" if self.config.per_patch else "ebjrp,ebpd->ejrd"
         return out, torch.einsum(eq, g, x)
