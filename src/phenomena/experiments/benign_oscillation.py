@@ -77,7 +77,7 @@ def feature_alignment(weight: Tensor, direction: Tensor) -> Tensor:
 
     Group ``j = +1`` votes for ``+1`` and should grow along ``+direction``, group ``−1`` along
     ``−direction``; the best filter of each group counts. At initialisation it is about
-    ``init_std·√(2 ln m)``."""
+    ``1.54·init_std`` for ``m = 10`` (the mean of the largest of ten standard normals)."""
     unit = direction / direction.norm()
     proj = weight @ unit  # (members, 2, m)
     signed = proj * torch.tensor([1.0, -1.0], dtype=proj.dtype, device=proj.device)[None, :, None]
