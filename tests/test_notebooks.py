@@ -71,6 +71,9 @@ def test_smoke_run_and_rerun(slug):
     assert ex.result is not None and ex.result["passed"], f"{slug}: claims failed, see {ex.result_path}"
     assert ex.result["scale"] == "smoke"
     assert any(c["status"] == "pass" for c in ex.result["claims"]), f"{slug}: no real claim checked at smoke"
+    executed = json.loads(out.read_text())
+    figures = [o for c in executed["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert figures, f"{slug}: no figure in the executed notebook (is the kernel's matplotlib backend inline?)"
     env = {**os.environ, "PHENOMENA_ROOT": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",

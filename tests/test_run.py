@@ -110,3 +110,15 @@ def test_chapter_parameters_outside_the_book_take_the_plain_values(monkeypatch, 
     monkeypatch.setenv("PHENOMENA_ROOT", str(tmp_path))  # no _toc.yml: a chapter downloaded on its own
     ns = {"scale": "smoke", "seed": 0, "lr": 0.1, "widths": [2, 4], "np": np, "_hidden": 1, "In": [], "flag": None}
     assert chapter_parameters("some-chapter", ns) == {"lr": 0.1, "widths": [2, 4], "flag": None}
+
+
+def test_inline_figures_changes_nothing_outside_a_kernel():
+    """Only a Jupyter kernel switches to the inline backend; scripts and tests keep theirs
+    (the switch inside a kernel is pinned by the notebook tests: every executed chapter has figures)."""
+    import matplotlib
+
+    from phenomena.run import inline_figures
+
+    before = matplotlib.get_backend()
+    assert inline_figures() is False
+    assert matplotlib.get_backend() == before

@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -272,6 +273,7 @@ def setup(
     if dev.type == "cpu":
         retain_freed_memory()  # page faults on fresh activations otherwise dominate small models (runtime.py)
     seed_everything(int(seed))
+    inline_figures()
     if params is None:
         params = chapter_parameters(chapter, inspect.currentframe().f_back.f_globals)  # type: ignore[union-attr]
     run = Run(
@@ -287,6 +289,27 @@ def setup(
     if not quiet:
         print(run.provenance())
     return run
+
+
+def inline_figures() -> bool:
+    """In a Jupyter kernel, draw figures into the notebook even when ``$MPLBACKEND`` says ``Agg``.
+
+    A kernel started with ``MPLBACKEND=Agg`` in its environment (test runs, headless builds) gets
+    a backend that never shows a figure, so the executed notebook, and the book built from it,
+    would have no figures at all. The inline backend renders with Agg too, needs no display, and
+    puts each figure into its cell's output. Outside a kernel (a script, a plain Python shell)
+    nothing changes. Returns whether the backend was switched.
+    """
+    shell = sys.modules.get("IPython")
+    shell = shell.get_ipython() if shell is not None else None
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        return False
+    shell.run_line_magic("matplotlib", "inline")
+    return True
 
 
 def chapter_parameters(chapter: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
