@@ -56,3 +56,11 @@ def test_chromium_renders_the_page_before_it_is_checked(site):
     page.write_text('<html><body><div id="x"></div><script>document.getElementById("x").textContent = '
                     '"written by script"</script></body></html>')
     assert "written by script" in check_book.rendered(check_book.chromium_binary(), page, budget_ms=2000)
+
+
+def test_a_chapter_page_without_figures_is_named(site):
+    (site / "_sources" / "book").mkdir(parents=True)
+    (site / "_sources" / "book" / "page.ipynb").write_text("{}")
+    found = _problems(site, "<p>A chapter whose figures were lost.</p>")
+    assert len(found) == 1 and "no figure" in found[0]
+    assert _problems(site, '<img src="fig.png">') == []

@@ -8,7 +8,8 @@ is read back *after* the scripts ran, so the checks see what the reader sees:
 - raw TeX left in the text (``\\(``, ``\\[``, ``$$``, ``\\begin{``): the math renderer did not run;
 - an image whose file is missing;
 - an internal link to a page or an anchor that does not exist;
-- an error output (a traceback) in an executed chapter.
+- an error output (a traceback) in an executed chapter;
+- a chapter (a page made from a notebook) with no figure at all.
 
 It saves screenshots of the scoreboard and of one chapter into ``--out``. Exit status 0: no
 problem; 1: problems (listed); 2: no built book or no Chromium (the message says how to get it).
@@ -107,6 +108,9 @@ def problems(page_path: Path, dom: str, root: Path, ids_of) -> list[str]:
             found.append(f"broken anchor {href}")
     if page.errors:
         found.append(f"{page.errors} error output(s)")
+    rel = page_path.relative_to(root).with_suffix(".ipynb")
+    if (root / "_sources" / rel).is_file() and not page.images:
+        found.append("a chapter with no figure (were its figures drawn with a non-inline backend?)")
     return found
 
 
