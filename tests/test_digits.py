@@ -50,3 +50,15 @@ def test_random_labels_are_uniform_and_independent():
     r = random_labels(y, generator=torch.Generator().manual_seed(0))
     assert r.shape == y.shape
     assert torch.bincount(r, minlength=10).min() > 850
+
+
+def test_flip_labels_moves_exactly_the_asked_share_to_other_classes():
+    from phenomena.data.digits import flip_labels
+
+    y = torch.arange(100) % 10
+    noisy, flipped = flip_labels(y, 0.3, generator=torch.Generator().manual_seed(0))
+    assert int(flipped.sum()) == 30
+    assert torch.all(noisy[flipped] != y[flipped]) and torch.equal(noisy[~flipped], y[~flipped])
+    assert int(noisy.min()) >= 0 and int(noisy.max()) <= 9
+    with pytest.raises(ValueError, match="flip_fraction"):
+        flip_labels(y, 1.5, generator=torch.Generator())

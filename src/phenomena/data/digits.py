@@ -120,3 +120,28 @@ def random_labels(y: Tensor, *, generator: torch.Generator, n_classes: int = N_C
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     out = torch.randint(0, n_classes, tuple(y.shape), generator=generator, device=generator.device)
     return out.to(y.device)
+
+
+def flip_labels(
+    y: Tensor, flip_fraction: float, *, generator: torch.Generator, n_classes: int = N_CLASSES
+) -> tuple[Tensor, Tensor]:
+    """Labels with exactly ``round(flip_fraction·n)`` of them, chosen uniformly, moved to a uniformly
+    drawn *other* class; returns ``(noisy labels, flipped mask)``.
+
+    Flipping to another class (never back to the true one) makes ``flip_fraction`` the true share of
+    wrong labels. Below ``(n_classes-1)/n_classes`` the true class stays the most frequent label of
+    every input, so a classifier can still learn the clean rule from the noisy set, which is what
+    makes early stopping work.
+    """
+    if not 0.0 <= float(flip_fraction) <= 1.0:
+        raise ValueError(f"flip_fraction must lie in [0, 1], got {flip_fraction}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+    n = y.shape[-1]
+    count = round(float(flip_fraction) * n)
+    order = torch.randperm(n, generator=generator, device=generator.device).to(y.device)
+    flipped = torch.zeros(n, dtype=torch.bool, device=y.device)
+    flipped[order[:count]] = True
+    shift = torch.randint(1, n_classes, (n,), generator=generator, device=generator.device).to(y.device)
+    noisy = torch.where(flipped, (y + shift) % n_classes, y)
+    return noisy, flipped
