@@ -75,3 +75,15 @@ def test_a_diverging_member_is_recorded_not_raised():
     assert np.isfinite(res.diverged_at[1]) and not np.isfinite(res.loss[:, 1]).all()
     assert np.isfinite(res.loss[:, 0]).all() and res.diverged_at[0] == np.inf
     assert torch.isfinite(m.A[0]).all()
+
+
+def test_hand_written_bptt_matches_autograd():
+    m = ShallowPLRNN.init(4, 3, 12, generator=torch.Generator().manual_seed(2), contraction=None, dtype=torch.float64)
+    x = torch.tensor(DATA.standardized[:81], dtype=torch.float64)[:, None, :].repeat(1, 3, 1)
+    x[:, 1:] += 0.1 * torch.randn(81, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    alpha = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)
+    want = torch.autograd.grad(ex.sequence_loss(m, x, alpha).sum(), list(m.parameters()))
+    losses, got = ex.sequence_loss_and_grads(m, x, alpha)
+    assert torch.allclose(losses, ex.sequence_loss(m, x, alpha).detach())
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-10, atol=1e-12)

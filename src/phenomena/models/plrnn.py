@@ -33,7 +33,10 @@ def spectral_norm_3x3(J: Tensor) -> Tensor:
     p = torch.sqrt(p2 / 6)
     safe = torch.where(p > 1e-300, p, torch.ones_like(p))
     C = (B - q[..., None, None] * torch.eye(3, dtype=B.dtype)) / safe[..., None, None]
-    r = (torch.linalg.det(C) / 2).clamp(-1.0, 1.0)
+    det = (C[..., 0, 0] * (C[..., 1, 1] * C[..., 2, 2] - C[..., 1, 2] * C[..., 2, 1])
+           - C[..., 0, 1] * (C[..., 1, 0] * C[..., 2, 2] - C[..., 1, 2] * C[..., 2, 0])
+           + C[..., 0, 2] * (C[..., 1, 0] * C[..., 2, 1] - C[..., 1, 1] * C[..., 2, 0]))
+    r = (det / 2).clamp(-1.0, 1.0)
     top = q + 2 * p * torch.cos(torch.acos(r) / 3)
     return torch.sqrt(torch.where(p > 1e-300, top, q).clamp(min=0.0))
 
@@ -139,9 +142,11 @@ class ShallowPLRNN(nn.Module):
         d = (u > -self._view(self.h2, u)).to(z.dtype)
         if self.clipped:
             d = d - (u > 0).to(z.dtype)
-        W1 = self.W1.reshape(self.W1.shape[:1] + (1,) * (z.dim() - 2) + self.W1.shape[1:])
-        W2 = self.W2.reshape(self.W2.shape[:1] + (1,) * (z.dim() - 2) + self.W2.shape[1:])
-        return torch.diag_embed(self._view(self.A, z)) + (W1 * d.unsqueeze(-2)) @ W2
+        E, M, L = self.W1.shape
+        # J − diag(A) = Σ_l d_l · W1[:, l] W2[l, :]: one matmul of the slopes with the L rank-one terms
+        outer = (self.W1.transpose(1, 2).unsqueeze(-1) * self.W2.unsqueeze(-2)).reshape(E, L, M * M)
+        flat = torch.bmm(d.reshape(E, -1, L), outer).reshape(z.shape[:-1] + (M, M))
+        return flat + torch.diag_embed(self._view(self.A, z))
 
     def norm_upper_bound(self) -> Tensor:
         """``max|A| + ‖W₁‖₂‖W₂‖₂`` per member: a state-free upper bound on ``‖J(z)‖₂``."""
