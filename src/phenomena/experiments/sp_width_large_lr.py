@@ -37,11 +37,14 @@ from phenomena.train import half_mse
 LOSSES = ("ce", "mse")
 HE_INIT = math.sqrt(2.0)
 """He init: weight std √2/√fan_in in every layer (``init_scale`` of :class:`MLPConfig`)."""
-HIDDEN_BAND = 100.0
+HIDDEN_BAND = 10.0
 """A run whose last hidden layer's RMS ends more than this factor above *or below* its initial value is
-unstable: the activations exploded, or the features died. The second matters under MSE: a large step
-switches the ReLU units off, the dead network outputs ≈ 0, and its MSE (≈ ½) lies far below an SP
-network's initial MSE (its outputs start ``O(1)`` and random), so the loss alone would count it stable."""
+unstable: the activations exploded, or the features died. An explosion overshoots any such factor within
+a few steps (and then overflows), so the upper side only names it early. The lower side matters: a large
+step can switch most ReLU units off. Under MSE the dying network outputs ≈ 0, whose MSE (≈ ½) lies far
+below an SP network's initial MSE (its outputs start ``O(1)`` and random); under CE, at the edge, a run
+can end with a tenth of its features and the loss of a uniform guess, still below its initial loss.
+The loss alone would count both as stable."""
 
 
 @dataclass(frozen=True)
