@@ -132,6 +132,28 @@ class MLP(nn.Module):
         """Activations of the last hidden layer, ``(members, batch, width)`` (a transposed view)."""
         return self._hidden(x).transpose(1, 2)
 
+    def hidden(self, x: Tensor, layer: int, *, activated: bool = True) -> Tensor:
+        """Hidden layer ``layer`` (``1 … depth − 1``) for every member, batch-major ``(members, batch, width)``.
+
+        ``activated=False`` gives the pre-activation ``h^l = m_l·W_l x^{l−1} + b_l``, ``True`` (default)
+        ``x^l = φ(h^l)``. Why: width-scaling arguments (how far a layer's features move after a step
+        at a given learning rate) are about one layer's pre-activations, which :meth:`features` (the
+        last layer's activations only) does not expose. Computed layer by layer, without the one-node
+        ReLU path; meant for measurements (call it under ``torch.no_grad()``).
+        """
+        depth = self.config.depth
+        if not 1 <= int(layer) <= depth - 1:
+            raise ValueError(
+                f"layer must name a hidden layer, 1 … {depth - 1} for widths {list(self.config.widths)}; got {layer}"
+            )
+        self._check_input(x)
+        h = x.T if x.dim() == 2 else x.transpose(1, 2)
+        pre = h
+        for index in range(int(layer)):
+            pre = self._linear(h, index)
+            h = self.act(pre)
+        return (h if activated else pre).transpose(1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
         if self._fused():
             self._check_input(x)
@@ -321,3 +343,4 @@ class _ReluMLP(torch.autograd.Function):
         got = iter(torch.autograd.grad(h, [t for t, n in zip(wanted, need) if n], grad, create_graph=True, allow_unused=True))
         out = [next(got) if n else None for n in need]
         return (out[0], None, None, *out[1:])
+
