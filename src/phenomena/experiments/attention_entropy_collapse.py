@@ -214,6 +214,7 @@ def train_lr_grid(
     length: int,
     probe_batch: int,
     scatter_every: int = 10,
+    power_iterations: int = 1,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> EntropyResult:
@@ -222,8 +223,11 @@ def train_lr_grid(
     ``generator`` draws the probe batch, the training minibatches (a fresh batch per step, shared
     by all members) and then the initial weights (shared by all members), in that order, so that
     the two switch settings trained with equally seeded generators see the same data. A member
-    whose loss turns non-finite is frozen (``diverged_at``).
+    whose loss turns non-finite is frozen (``diverged_at``). ``power_iterations``: σReparam's
+    power-iteration steps per training step (the paper, like spectral normalisation, uses 1).
     """
+    if power_iterations < 1:
+        raise ValueError(f"power_iterations must be >= 1 (the paper uses 1), got {power_iterations}")
     if steps < 1 or batch < 1 or probe_batch < 1:
         raise ValueError(f"steps, batch and probe_batch must be >= 1, got {steps}, {batch}, {probe_batch}")
     rates = torch.as_tensor(list(lrs), dtype=DTYPE)
@@ -231,7 +235,8 @@ def train_lr_grid(
         raise ValueError(f"lrs must be a non-empty list of positive learning rates, got {list(lrs)}")
     device = torch.device(device)
     config = GPTConfig(vocab_size=language.vocab_size, context=length, layers=layers, heads=heads, width=width,
-                       norm="post", sigma_reparam=sigma_reparam, members=len(rates), dtype=DTYPE)
+                       norm="post", sigma_reparam=sigma_reparam, members=len(rates), dtype=DTYPE,
+                       power_iterations=power_iterations)
     probe = language.sample(probe_batch, length, generator).to(device)
     data = language.sample(batch * (steps + 1), length + 1, generator).view(steps + 1, batch, length + 1).to(device)
     model = GPT(config, generator).share_init().to(device)  # after the data: both settings see the same batches
