@@ -216,7 +216,8 @@ def mse(net: MLP, task: LinearTask) -> Tensor:
 
 @dataclass
 class SharpnessRun:
-    """``sharpness[t, member]`` at ``steps[t]``, the loss curve, and ``precise`` values at step 0 and at ``T−1, T``."""
+    """``sharpness[t, member]`` at ``steps[t]``, the loss curve, the sharpness ``s0`` at step 0 and
+    ``s_final`` at the centre ``(θ_{T−1} + θ_T)/2`` of the last step (see :func:`sharpness_run`)."""
 
     parameterization: str
     width: int
@@ -228,7 +229,7 @@ class SharpnessRun:
 
     @property
     def rise(self) -> np.ndarray:
-        """``S(T) − S(0)`` per member, ``S(T)`` averaged over the last two steps (a period-2 orbit's both phases)."""
+        """``S(T) − S(0)`` per member, with ``S(T)`` the sharpness at the centre of the last step."""
         return self.s_final - self.s0
 
 
@@ -261,15 +262,26 @@ def sharpness_run(
     The sharpness is the largest *algebraic* eigenvalue of the Hessian preconditioned by the
     learning-rate multiplier (Lanczos, :func:`~phenomena.metrics.hessian.ensemble_hessian_top_algebraic`),
     so that gradient descent with base rate ``η₀`` is stable on the quadratic model exactly when
-    it is below ``2/η₀`` at every width. The values at step 0 and at the last two steps use
-    ``precise_iters`` Lanczos steps (they enter a small difference); the others ``lanczos_iters``.
+    it is below ``2/η₀`` at every width.
+
+    ``s_final`` is the sharpness at the centre ``θ̄ = (θ_{T−1} + θ_T)/2`` of the last step. Why:
+    at the edge of stability gradient descent may end in a period-2 oscillation ``θ₁ ↔ θ₂``, and
+    there ``∇L(θ₂) − ∇L(θ₁) = (2/η)(θ₂ − θ₁)`` exactly, so the Hessian averaged along the segment
+    has eigenvalue ``2/η`` in the direction of the oscillation; the Hessian at the segment's centre
+    is that average up to the loss's fourth derivatives, while its two ends can be far apart (a
+    wide oscillation has one phase well above and one well below ``2/η``). A run that converged
+    has ``θ̄ = θ_T``. The values at step 0 and at the centre use ``precise_iters`` Lanczos steps
+    (they enter a small difference); the probes along the way ``lanczos_iters``.
     """
+    if steps < 1 or every < 1:
+        raise ValueError(f"steps and every must be >= 1, got {steps} and {every}")
     d = task.x.shape[1]
     net, multiplier = linear_net(d, width, parameterization, members=members, generator=generator, dtype=task.x.dtype)
     opt = SGD(net.parameters(), lr=lr0 * multiplier)
     params = list(net.parameters())
     wanted = probe_steps(steps, every)
-    precise_at = {0, steps - 1, steps}
+    precise_at = {0}
+    before_last: list[Tensor] = []
     clock = [0]
     record_steps: list[int] = []
     values: list[Tensor] = []
@@ -291,14 +303,24 @@ def sharpness_run(
             values.append(s)
             if t in precise_at:
                 precise[t] = s
+        if t == steps - 1:
+            before_last.extend(p.detach().clone() for p in params)
         return torch.zeros(())
 
     history = fit(opt, loss, steps, record={"probe": probe}, record_every=1, on_divergence="raise")
+    last = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, a, b in zip(params, before_last, last):
+            p.copy_(0.5 * (a + b))
+    centre = ensemble_hessian_top_algebraic(loss, params, lr_multipliers=[multiplier] * len(params),
+                                            iters=precise_iters, generator=torch.Generator().manual_seed(steps)).values
+    with torch.no_grad():
+        for p, b in zip(params, last):
+            p.copy_(b)
     sharp = torch.stack(values).numpy()
     return SharpnessRun(
         parameterization=parameterization, width=width, steps=np.asarray(record_steps), sharpness=sharp,
-        loss=history.loss.numpy(), s0=precise[0].numpy(),
-        s_final=0.5 * (precise[steps - 1] + precise[steps]).numpy(),
+        loss=history.loss.numpy(), s0=precise[0].numpy(), s_final=centre.numpy(),
     )
 
 
