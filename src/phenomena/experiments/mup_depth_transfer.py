@@ -216,8 +216,8 @@ def mse(net: MLP, task: LinearTask) -> Tensor:
 
 @dataclass
 class SharpnessRun:
-    """``sharpness[t, member]`` at ``steps[t]``, the loss curve, the sharpness ``s0`` at step 0 and
-    ``s_final`` at the centre ``(θ_{T−1} + θ_T)/2`` of the last step (see :func:`sharpness_run`)."""
+    """``sharpness[t, member]`` at ``steps[t]`` (each at the centre of that step, see :func:`sharpness_run`),
+    the loss curve, and the sharpness ``s0`` of the first and ``s_final`` of the last step."""
 
     parameterization: str
     width: int
@@ -229,19 +229,13 @@ class SharpnessRun:
 
     @property
     def rise(self) -> np.ndarray:
-        """``S(T) − S(0)`` per member, with ``S(T)`` the sharpness at the centre of the last step."""
+        """``S(T) − S(0)`` per member."""
         return self.s_final - self.s0
 
 
 def probe_steps(steps: int, every: int) -> list[int]:
-    """Steps ``k·every + (k mod 2)`` up to ``steps``, then ``steps−1`` and ``steps``.
-
-    Why the odd offsets: at the edge of stability gradient descent settles into a period-2
-    oscillation whose two phases have different sharpness; probing only even steps would see one
-    phase. Alternating parity samples both.
-    """
-    out = sorted({k * every + (k % 2) for k in range(steps // every + 1)} | {steps - 1, steps})
-    return [s for s in out if 0 <= s <= steps]
+    """Steps ``0, every, 2·every, …`` before ``steps``, and ``steps − 1`` (the last step)."""
+    return sorted(set(range(0, steps, every)) | {steps - 1})
 
 
 def sharpness_run(
@@ -254,7 +248,7 @@ def sharpness_run(
     every: int,
     members: int,
     generator: torch.Generator,
-    lanczos_iters: int = 12,
+    lanczos_iters: int = 20,
     precise_iters: int = 40,
 ) -> SharpnessRun:
     """Full-batch GD on the linear net; sharpness ``λ_max((η/η₀)H)`` at :func:`probe_steps`.
@@ -264,63 +258,60 @@ def sharpness_run(
     so that gradient descent with base rate ``η₀`` is stable on the quadratic model exactly when
     it is below ``2/η₀`` at every width.
 
-    ``s_final`` is the sharpness at the centre ``θ̄ = (θ_{T−1} + θ_T)/2`` of the last step. Why:
-    at the edge of stability gradient descent may end in a period-2 oscillation ``θ₁ ↔ θ₂``, and
-    there ``∇L(θ₂) − ∇L(θ₁) = (2/η)(θ₂ − θ₁)`` exactly, so the Hessian averaged along the segment
-    has eigenvalue ``2/η`` in the direction of the oscillation; the Hessian at the segment's centre
-    is that average up to the loss's fourth derivatives, while its two ends can be far apart (a
-    wide oscillation has one phase well above and one well below ``2/η``). A run that converged
-    has ``θ̄ = θ_T``. The values at step 0 and at the centre use ``precise_iters`` Lanczos steps
-    (they enter a small difference); the probes along the way ``lanczos_iters``.
+    Step ``t``'s sharpness is measured at the step's centre ``(θ_t + θ_{t+1})/2``. Why: at the
+    edge of stability gradient descent may end in a period-2 oscillation ``θ₁ ↔ θ₂`` whose two
+    ends have very different sharpness, and which end a probe sees depends on the parity of the
+    step and on the oscillation's amplitude. For such an orbit ``∇L(θ₂) − ∇L(θ₁) = (2/η)(θ₂ − θ₁)``
+    exactly, so the Hessian averaged along the segment has eigenvalue ``2/η`` in the direction
+    of the oscillation, and the Hessian at the segment's centre equals that average up to the
+    loss's fourth derivatives. Away from the edge a step is short and the centre is ``θ_t`` to
+    first order. The first and last steps use ``precise_iters`` Lanczos steps (they enter a small
+    difference); the others ``lanczos_iters``.
     """
     if steps < 1 or every < 1:
         raise ValueError(f"steps and every must be >= 1, got {steps} and {every}")
     d = task.x.shape[1]
     net, multiplier = linear_net(d, width, parameterization, members=members, generator=generator, dtype=task.x.dtype)
-    opt = SGD(net.parameters(), lr=lr0 * multiplier)
+    rate = lr0 * multiplier
+    opt = SGD(net.parameters(), lr=rate)
     params = list(net.parameters())
-    wanted = probe_steps(steps, every)
-    precise_at = {0}
-    before_last: list[Tensor] = []
+    wanted = set(probe_steps(steps, every))
+    precise_at = {0, steps - 1}
     clock = [0]
     record_steps: list[int] = []
     values: list[Tensor] = []
-    precise: dict[int, Tensor] = {}
 
     def loss() -> Tensor:
         return mse(net, task)
+
+    def centre_sharpness(iters: int, seed: int) -> Tensor:
+        with torch.enable_grad():
+            grads = torch.autograd.grad(loss().sum(), params)
+        here = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(0.5 * rate * g)
+        with torch.enable_grad():
+            s = ensemble_hessian_top_algebraic(loss, params, lr_multipliers=[multiplier] * len(params),
+                                               iters=iters, generator=torch.Generator().manual_seed(seed)).values
+        with torch.no_grad():
+            for p, h in zip(params, here):
+                p.copy_(h)
+        return s
 
     def probe() -> Tensor:
         t = clock[0]
         clock[0] += 1
         if t in wanted:
-            with torch.enable_grad():
-                gen = torch.Generator().manual_seed(t)
-                iters = precise_iters if t in precise_at else lanczos_iters
-                s = ensemble_hessian_top_algebraic(loss, params, lr_multipliers=[multiplier] * len(params),
-                                                   iters=iters, generator=gen).values
             record_steps.append(t)
-            values.append(s)
-            if t in precise_at:
-                precise[t] = s
-        if t == steps - 1:
-            before_last.extend(p.detach().clone() for p in params)
+            values.append(centre_sharpness(precise_iters if t in precise_at else lanczos_iters, t))
         return torch.zeros(())
 
     history = fit(opt, loss, steps, record={"probe": probe}, record_every=1, on_divergence="raise")
-    last = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, a, b in zip(params, before_last, last):
-            p.copy_(0.5 * (a + b))
-    centre = ensemble_hessian_top_algebraic(loss, params, lr_multipliers=[multiplier] * len(params),
-                                            iters=precise_iters, generator=torch.Generator().manual_seed(steps)).values
-    with torch.no_grad():
-        for p, b in zip(params, last):
-            p.copy_(b)
     sharp = torch.stack(values).numpy()
     return SharpnessRun(
         parameterization=parameterization, width=width, steps=np.asarray(record_steps), sharpness=sharp,
-        loss=history.loss.numpy(), s0=precise[0].numpy(), s_final=centre.numpy(),
+        loss=history.loss.numpy(), s0=sharp[0], s_final=sharp[-1],
     )
 
 
@@ -330,12 +321,6 @@ def super_consistency_gap(runs: dict[int, SharpnessRun], reference: int, after: 
     keep = ref.steps >= after
     s_ref = ref.sharpness.mean(1)[keep]
     return {n: float(np.max(np.abs(r.sharpness.mean(1)[keep] - s_ref) / s_ref)) for n, r in runs.items() if n != reference}
-
-
-def late_mean(run: SharpnessRun, window: int) -> float:
-    """Mean sharpness over the probes in the last ``window`` steps (both phases of a period-2 orbit)."""
-    keep = run.steps >= run.steps.max() - window
-    return float(run.sharpness[keep].mean())
 
 
 def rise_exponent(runs: dict[int, SharpnessRun]) -> float:
