@@ -212,3 +212,107 @@ def ensemble_hessian_top_eigenvalue(
     else:
         start = _start(params, generator)
     return _power(_hvp_of(summed, params), dot, scale, start, iters, tol)
+
+
+# ----------------------------------------------------------------------------- Lanczos, largest algebraic
+class TopAlgebraic(NamedTuple):
+    """Per-member largest *algebraic* eigenvalues ``(members,)`` and the Lanczos steps used."""
+
+    values: Tensor
+    iterations: int
+
+
+def _lanczos_blocks(matvec: Callable[[Tensor], Tensor], start: Tensor, iters: int) -> tuple[Tensor, int]:
+    """Lanczos with full reorthogonalisation on flat ``(blocks, N)`` vectors, one run per block: the
+    largest Ritz value per block and the steps taken.
+
+    Why Lanczos and not power iteration: power iteration finds the eigenvalue of largest
+    *magnitude*, and early in training a Hessian can have a negative eigenvalue larger in
+    magnitude than its top positive one, so power iteration would report the wrong end of the
+    spectrum. The largest Ritz value of a Krylov space approaches ``λ_max`` from below and
+    converges fastest at the ends of the spectrum.
+    """
+    blocks, dim = start.shape
+    v = start / start.norm(dim=1, keepdim=True)
+    basis = torch.empty(blocks, min(iters, dim), dim, dtype=start.dtype, device=start.device)
+    alphas: list[Tensor] = []
+    betas: list[Tensor] = []
+    tiny = torch.finfo(start.dtype).tiny
+    for k in range(min(iters, dim)):
+        basis[:, k] = v
+        w = matvec(v)
+        a = (v * w).sum(1)
+        if not bool(torch.isfinite(a).all()):
+            raise FloatingPointError("the Hessian-vector product is not finite: the loss or its gradient overflowed")
+        alphas.append(a)
+        q = basis[:, : k + 1]
+        for _ in range(2):  # full reorthogonalisation, twice: keeps Ritz values from ghosting
+            w = w - torch.bmm(torch.bmm(q, w.unsqueeze(2)).transpose(1, 2), q).squeeze(1)
+        b = w.norm(dim=1)
+        betas.append(b)
+        v = w / b.clamp_min(tiny).unsqueeze(1)
+    k = len(alphas)
+    t = torch.zeros(blocks, k, k, dtype=torch.float64)
+    for i in range(k):
+        t[:, i, i] = alphas[i].detach().cpu().to(torch.float64)
+        if i + 1 < k:
+            t[:, i, i + 1] = t[:, i + 1, i] = betas[i].detach().cpu().to(torch.float64)
+    return torch.linalg.eigvalsh(t)[:, -1], k
+
+
+def ensemble_hessian_top_algebraic(
+    loss_per_member: Callable[[], Tensor],
+    params: Sequence[Tensor],
+    *,
+    lr_multipliers: Sequence[float] | None = None,
+    iters: int = 30,
+    generator: torch.Generator | None = None,
+) -> TopAlgebraic:
+    """Every member's largest algebraic eigenvalue of its (preconditioned) Hessian, by Lanczos.
+
+    ``loss_per_member()`` returns ``(members,)`` losses and ``params`` are the stacked
+    parameters ``(members, ...)``, as for :func:`ensemble_hessian_top_eigenvalue`; members share
+    no parameters, so the Hessian of the summed loss is block diagonal and Lanczos runs per block.
+
+    ``lr_multipliers`` (one positive number per tensor in ``params``) gives the eigenvalue of
+    ``P^{1/2} H P^{1/2}`` with ``P`` the diagonal of per-tensor learning-rate multipliers. Why:
+    SGD with per-layer rates ``η₀·m_i`` is stable on a quadratic when the top eigenvalue of
+    ``η₀·P^{1/2}HP^{1/2}`` is below 2, so this (not the raw Hessian's) is the sharpness to
+    compare with ``2/η₀`` when a parameterisation scales its rates with width (μP: raw Hessian
+    eigenvalues shrink as ``1/n`` while the rates grow as ``n``).
+    ``iters`` Lanczos steps (each one Hessian-vector product); the result is a lower bound that
+    converges to ``λ_max`` from below, typically in well under 30 steps when the top is separated.
+    """
+    params = _check(params, iters, 1.0)
+    members = params[0].shape[0]
+    if any(p.dim() == 0 or p.shape[0] != members for p in params):
+        raise ValueError(f"every parameter needs the leading ensemble axis of size {members}")
+    if lr_multipliers is None:
+        roots = [1.0] * len(params)
+    else:
+        if len(lr_multipliers) != len(params) or any(not (float(m) > 0) for m in lr_multipliers):
+            raise ValueError(
+                f"lr_multipliers needs one positive number per parameter tensor ({len(params)}), got {list(lr_multipliers)}"
+            )
+        roots = [float(m) ** 0.5 for m in lr_multipliers]
+
+    def summed() -> Tensor:
+        per = loss_per_member()
+        if per.shape != (members,):
+            raise ValueError(f"loss_per_member() must return shape ({members},), got {tuple(per.shape)}")
+        return per.sum()
+
+    hvp = _hvp_of(summed, params)
+
+    sizes = [p[0].numel() for p in params]
+
+    def flat(v: list[Tensor]) -> Tensor:
+        return torch.cat([r * x.reshape(members, -1) for r, x in zip(roots, v)], dim=1)
+
+    def matvec(v: Tensor) -> Tensor:
+        parts = torch.split(v, sizes, dim=1)
+        return flat(hvp([r * x.reshape(p.shape) for r, x, p in zip(roots, parts, params)]))
+
+    start = torch.cat([x.reshape(members, -1) for x in _start(params, generator)], dim=1)
+    values, steps = _lanczos_blocks(matvec, start, iters)
+    return TopAlgebraic(values, steps)
