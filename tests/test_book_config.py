@@ -33,3 +33,13 @@ def test_references_parse_and_every_citation_has_an_entry():
             cited.update(k.strip() for k in group.split(","))
     assert cited, "no citation found: the pattern no longer matches how chapters cite"
     assert not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_every_reference_key_is_defined_once():
+    """Two chapters citing the same paper share one entry; a second one makes Sphinx warn and pick one."""
+    import collections
+    import re
+
+    keys = re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.M)
+    twice = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
+    assert not twice, f"defined more than once in references.bib: {twice}"
