@@ -7,9 +7,10 @@ name per concept) are in the README's "Writing a chapter" section; in one line e
 - :mod:`.contract` the chapter contract (root, results path, reserved knobs), no torch;
 - :mod:`.run` ``setup`` and the ``Run`` it returns; :mod:`.scales`, :mod:`.claims`;
 - :mod:`.ensemble` many models trained as one (``fit``, optimizers, ``DivergenceError``),
-  :mod:`.train` shortcuts on top of it;
+  :mod:`.train` shortcuts on top of it; :mod:`.samplers` minibatch samplers over multi-domain
+  data; :mod:`.robust` robust averages of per-example gradients;
 - :mod:`.models`, :mod:`.data`, :mod:`.metrics`, :mod:`.theory`; :mod:`.experiments` (one per chapter);
-- the drivers :mod:`.chapters`, :mod:`.execute`, :mod:`.sweep`, :mod:`.scoreboard` and the CLI.
+- the drivers :mod:`.chapters`, :mod:`.execute`, :mod:`.sweep`, :mod:`.scoreboard`, :mod:`.bookcache` and the CLI.
 
 Torch is imported on first use of ``setup``, ``Run`` or ``DivergenceError``, so that the command
 line (``python -m phenomena list``) and the scoreboard start without it.
