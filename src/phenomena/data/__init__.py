@@ -19,6 +19,12 @@ __all__ = [
     "modular_task", "DigitsSplit", "gaussian_like", "load_digits_split", "random_labels",
     "separable_gaussian", "tyurin_worst_case",
 ]
-from .markov import MarkovLanguage, markov_language
+from .markov import (
+    ContextMarkovLanguage,
+    MarkovLanguage,
+    de_bruijn,
+    markov_language,
+    markov_language_of_order,
+)
 
-__all__ += ["MarkovLanguage", "markov_language"]
+__all__ += ["ContextMarkovLanguage", "MarkovLanguage", "de_bruijn", "markov_language", "markov_language_of_order"]
