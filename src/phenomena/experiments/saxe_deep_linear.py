@@ -135,54 +135,55 @@ def learning_time_vs_depth(
     task: Task,
     *,
     depths: Sequence[int],
-    inits: Sequence[str] = ("orthogonal", "gaussian"),
+    init_kinds: Sequence[str] = ("orthogonal", "gaussian"),
     lrs: Sequence[float],
     steps: int,
     threshold: float,
     generator: torch.Generator,
-    draws: int = 5,
+    inits: int = 5,
 ) -> pd.DataFrame:
-    """Learning time of a deep linear net of constant width: median over ``draws`` initialisations.
+    """Learning time of a deep linear net of constant width: the median over ``inits`` random networks.
 
-    Each draw is one random network, copied across the learning-rate grid so that all rates
-    train the *same* network at once (one ensemble of ``draws × len(lrs)`` members; rates that
-    diverge are masked). Learning time is when the loss first falls to ``threshold`` times its
-    initial value (interpolated between steps); each draw gets the time of its best rate, so
-    every depth is compared at its own optimal learning rate, and the row reports the median
-    over draws (with the range). A draw that never gets there has time ``inf``.
+    ``init_kinds`` are the initialisation schemes compared; for each, ``inits`` independent random
+    networks are drawn and each is copied across the learning-rate grid, so that all rates train
+    the *same* network at once (one ensemble of ``inits × len(lrs)`` members; rates that diverge
+    are masked). Learning time is when the loss first falls to ``threshold`` times its initial
+    value (interpolated between steps); each network gets the time of its best rate, so every
+    depth is compared at its own optimal learning rate, and the row reports the median over the
+    networks (with the range). A network that never gets there has time ``inf``.
 
-    Why draws, not one network per rate: at small width the singular values of a product of
-    random Gaussian matrices vary a lot from draw to draw (at width 16 and depth 16 the best
-    time of single draws spans 3x), and the fastest of many differently initialised members is
-    an extreme value, not the typical learning time. Returns one row per (init, depth).
+    Why a median over networks, not one network per rate: at small width the singular values of
+    a product of random Gaussian matrices vary a lot from draw to draw (at width 16 and depth 16
+    the best time of single networks spans 3x), and the fastest of many differently initialised
+    members is an extreme value, not the typical learning time. Returns one row per (kind, depth).
     """
-    if not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    if not isinstance(inits, int) or inits < 1:
+        raise ValueError(f"inits must be an integer >= 1, got {inits!r}")
     width = task.x.shape[1]
     rates = torch.as_tensor(list(lrs), dtype=DTYPE, device=task.x.device)
     k = len(rates)
     rows = []
-    for init in inits:
+    for init in init_kinds:
         for depth in depths:
-            config = DeepLinearConfig([width] * (depth + 1), init=init, init_scale=1.0, members=draws * k, dtype=DTYPE)
+            config = DeepLinearConfig([width] * (depth + 1), init=init, init_scale=1.0, members=inits * k, dtype=DTYPE)
             net = _build(config, generator, task)
-            with torch.no_grad():  # draw d's network, repeated for each of the k rates
+            with torch.no_grad():  # network d, repeated for each of the k rates
                 for w in net.weights:
-                    w.copy_(w[:draws].repeat_interleave(k, 0))
-            history = train_full_batch(net, task.x, task.y, lr=rates.repeat(draws), steps=steps, on_divergence="mask")
-            times = crossing_time(history.loss, threshold * history.loss[0]).reshape(draws, k)
+                    w.copy_(w[:inits].repeat_interleave(k, 0))
+            history = train_full_batch(net, task.x, task.y, lr=rates.repeat(inits), steps=steps, on_divergence="mask")
+            times = crossing_time(history.loss, threshold * history.loss[0]).reshape(inits, k)
             best = times.argmin(1)
-            per_draw = times[np.arange(draws), best]
-            learned = np.isfinite(per_draw)
+            per_network = times[np.arange(inits), best]
+            learned = np.isfinite(per_network)
             rows.append(
                 {
                     "init": init,
                     "depth": depth,
-                    "time": float(np.median(per_draw)),
-                    "time_min": float(per_draw.min()),
-                    "time_max": float(per_draw.max()),
+                    "time": float(np.median(per_network)),
+                    "time_min": float(per_network.min()),
+                    "time_max": float(per_network.max()),
                     "best_lr": float(np.median(rates.cpu().numpy()[best[learned]])) if learned.any() else float("nan"),
-                    "draws": draws,
+                    "inits": inits,
                     "diverged_rates": int(history.diverged.sum()),
                     "steps": steps,
                 }
