@@ -212,3 +212,19 @@ def test_train_members_shapes_and_errors():
     with pytest.raises(ValueError, match="at least 2 members"):
         experiment.train_members(split, members=1, steps=1, lr=1e-3, batch=4, init_generator=torch.Generator(),
                                  batch_generator=torch.Generator())
+
+
+def test_with_pixels_recovers_raw_intensities():
+    from sklearn.datasets import load_digits
+
+    from phenomena.data.digits import load_digits_split
+
+    split = load_digits_split(generator=torch.Generator().manual_seed(0))
+    raw = experiment.with_pixels(split, "intensity")
+    assert raw.x_train.min() >= -1e-12 and raw.x_train.max() <= 1 + 1e-12
+    pixels = torch.as_tensor(load_digits().data / 16.0)
+    # every intensity row is one of the data set's images
+    assert torch.cdist(raw.x_test[:5], pixels).min(1).values.max() < 1e-9
+    assert experiment.with_pixels(split, "standardized") is split
+    with pytest.raises(ValueError, match="unknown pixels"):
+        experiment.with_pixels(split, "raw")

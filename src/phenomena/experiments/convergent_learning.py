@@ -15,6 +15,7 @@ then every pair of members is compared layer by layer on all 1,797 images:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -29,6 +30,24 @@ from phenomena.metrics import similarity as sim
 from phenomena.metrics.geometry import linear_cka
 from phenomena.models.digits_cnn import LAYERS, DigitsCNN, DigitsCNNConfig
 from phenomena.theory.similarity import HAAR_NULL, covariance_matching_null, haar_matching_null
+
+PIXELS: tuple[str, ...] = ("standardized", "intensity")
+"""Input conventions: per-pixel z-scores (:func:`phenomena.data.digits.load_digits_split`) or raw ink in [0, 1]."""
+
+
+def with_pixels(split: DigitsSplit, pixels: str) -> DigitsSplit:
+    """``split`` with its images in the convention ``pixels``.
+
+    ``"standardized"`` keeps the per-pixel z-scores of the book's digits. ``"intensity"`` undoes
+    them to the raw ink (0–16) divided by 16: every position then has the same scale, as a
+    convolution assumes, and every pixel is non-negative.
+    """
+    if pixels not in PIXELS:
+        raise ValueError(f"unknown pixels {pixels!r}; valid ones are: {', '.join(PIXELS)}")
+    if pixels == "standardized":
+        return split
+    raw = lambda x: (x * split.std + split.mean) / 16.0  # noqa: E731
+    return dataclasses.replace(split, x_train=raw(split.x_train), x_test=raw(split.x_test))
 
 
 def train_members(
