@@ -15,8 +15,8 @@ def _reference(model: DigitsCNN, e: int, x: torch.Tensor) -> tuple[torch.Tensor,
     k = cfg.kernel
     conv1 = nn.Conv2d(1, c1, k, padding=k // 2).double()
     conv2 = nn.Conv2d(c1, c2, 3, padding=1).double()
-    fc = nn.Linear(c2 * (cfg.side // 2) ** 2, cfg.hidden).double()
-    out = nn.Linear(cfg.hidden, cfg.classes).double()
+    fc = nn.Linear(c2 * (cfg.side // 2) ** 2, cfg.width).double()
+    out = nn.Linear(cfg.width, cfg.classes).double()
     with torch.no_grad():
         conv1.weight.copy_(model.conv1_weight[e])
         conv1.bias.copy_(model.conv1_bias[e])
@@ -35,7 +35,7 @@ def _reference(model: DigitsCNN, e: int, x: torch.Tensor) -> tuple[torch.Tensor,
 
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_every_member_equals_the_plain_network(kernel):
-    cfg = DigitsCNNConfig(channels=(4, 6), hidden=7, members=3, kernel=kernel, dtype=torch.float64)
+    cfg = DigitsCNNConfig(channels=(4, 6), width=7, members=3, kernel=kernel, dtype=torch.float64)
     model = DigitsCNN(cfg, generator=torch.Generator().manual_seed(0))
     x = torch.randn(5, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     logits = model(x)
@@ -50,7 +50,7 @@ def test_every_member_equals_the_plain_network(kernel):
 
 
 def test_members_differ_by_seed_and_do_not_interact():
-    model = DigitsCNN(DigitsCNNConfig(channels=(3, 4), hidden=5, members=2), generator=torch.Generator().manual_seed(0))
+    model = DigitsCNN(DigitsCNNConfig(channels=(3, 4), width=5, members=2), generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(model.conv1_weight[0], model.conv1_weight[1])
     x = torch.randn(6, 8, 8)
     model(x)[0].sum().backward()

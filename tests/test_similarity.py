@@ -206,7 +206,7 @@ def test_train_members_shapes_and_errors():
 
     split = load_digits_split(generator=torch.Generator().manual_seed(0), dtype=torch.float32)
     model, acc, loss = experiment.train_members(
-        split, members=2, steps=3, lr=1e-3, batch=16, channels=(2, 3), hidden=4,
+        split, members=2, steps=3, lr=1e-3, batch=16, channels=(2, 3), width=4,
         init_generator=torch.Generator().manual_seed(1), batch_generator=torch.Generator().manual_seed(2))
     assert acc.shape == (2,) and loss.shape == (4, 2) and model.config.members == 2
     with pytest.raises(ValueError, match="at least 2 members"):

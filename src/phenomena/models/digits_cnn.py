@@ -1,7 +1,7 @@
 """A small convolutional network for 8×8 digit images, many members trained as one model.
 
     image (1×8×8) → conv k×k, c₁ channels → ReLU → conv 3×3, c₂ channels → ReLU → max-pool 2×2
-                  → fc, ``hidden`` units → ReLU → fc, 10 logits
+                  → fc, ``width`` units → ReLU → fc, 10 logits
 
 (``k = kernel``, 3 by default; padding ``k // 2`` and 1, so both convolutions keep the 8×8 grid; pooling halves it to 4×4). It is the smallest
 network with the ingredients of the AlexNets that Li et al. (2015) compared: convolutional layers
@@ -36,10 +36,10 @@ LAYERS: tuple[str, ...] = ("conv1", "conv2", "fc")
 
 @dataclass(frozen=True)
 class DigitsCNNConfig:
-    """Channels of the two convolutions, units of the hidden fully connected layer, classes, members."""
+    """Channels of the two convolutions, units (``width``) of the hidden fully connected layer, classes, members."""
 
     channels: tuple[int, int] = (16, 32)
-    hidden: int = 64
+    width: int = 64
     classes: int = 10
     members: int = 1
     side: int = 8
@@ -49,9 +49,9 @@ class DigitsCNNConfig:
     def __post_init__(self) -> None:
         if len(self.channels) != 2 or any(int(c) < 1 for c in self.channels):
             raise ValueError(f"channels must be two positive channel counts, got {self.channels}")
-        if self.hidden < 1 or self.classes < 2 or self.members < 1:
+        if self.width < 1 or self.classes < 2 or self.members < 1:
             raise ValueError(
-                f"need hidden >= 1, classes >= 2 and members >= 1, got {self.hidden}, {self.classes}, {self.members}"
+                f"need width >= 1, classes >= 2 and members >= 1, got {self.width}, {self.classes}, {self.members}"
             )
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise ValueError(f"kernel (the first convolution's filter size) must be odd and >= 1, got {self.kernel}")
@@ -76,7 +76,7 @@ class DigitsCNN(nn.Module):
         super().__init__()
         self.config = config
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        e, (c1, c2), h, dt = config.members, config.channels, config.hidden, config.dtype
+        e, (c1, c2), h, dt = config.members, config.channels, config.width, config.dtype
         flat = c2 * (config.side // 2) ** 2
         K = config.kernel
         self.conv1_weight = nn.Parameter(_uniform((e, c1, 1, K, K), K * K, gen, dt))
@@ -125,7 +125,7 @@ class DigitsCNN(nn.Module):
     @torch.no_grad()
     def activations(self, x: Tensor) -> dict[str, Tensor]:
         """Every hidden layer after its ReLU: ``conv1``/``conv2`` as ``(members, images, side, side,
-        channels)``, ``fc`` as ``(members, images, hidden)``."""
+        channels)``, ``fc`` as ``(members, images, width)``."""
         return {k: v.contiguous() for k, v in self._forward(x, keep=True)[1].items()}
 
     def member(self, index: int) -> DigitsCNN:
