@@ -183,7 +183,7 @@ def noisy_quadratic_spike(
 
 @dataclass
 class GPTSpikes:
-    """Part (b). Members are ``(seed, optimizer, spiked)`` triples (``seed``, ``optimizer``, ``spiked``).
+    """Part (b). Members are ``(init, optimizer, spiked)`` triples (``init``, ``optimizer``, ``spiked``).
 
     ``loss``: training loss (nats/token) before each step, ``(steps + 1, members)``;
     ``entropy_rate``: the language's loss floor ``H``; ``ln_grads``: the LayerNorm-gain gradients of
@@ -191,7 +191,7 @@ class GPTSpikes:
     ``spike_steps``: the updates (1-based) that received spikes.
     """
 
-    seed: np.ndarray
+    init: np.ndarray
     optimizer: list[str]
     spiked: np.ndarray
     loss: np.ndarray
@@ -201,22 +201,22 @@ class GPTSpikes:
     spike_steps: tuple[int, ...]
     diverged_at: np.ndarray
 
-    def member(self, seed: int, optimizer: str, spiked: bool) -> int:
-        for i, (s, o, k) in enumerate(zip(self.seed, self.optimizer, self.spiked)):
-            if s == seed and o == optimizer and bool(k) == spiked:
+    def member(self, init: int, optimizer: str, spiked: bool) -> int:
+        for i, (s, o, k) in enumerate(zip(self.init, self.optimizer, self.spiked)):
+            if s == init and o == optimizer and bool(k) == spiked:
                 return i
-        raise KeyError(f"no member (seed {seed}, {optimizer!r}, spiked={spiked})")
+        raise KeyError(f"no member (init {init}, {optimizer!r}, spiked={spiked})")
 
-    def penalty(self, seed: int, optimizer: str, last: int = 100) -> float:
+    def penalty(self, init: int, optimizer: str, last: int = 100) -> float:
         """Mean training loss over the last ``last`` steps, spiked member minus its clean twin (nats/token)."""
-        hit, clean = self.member(seed, optimizer, True), self.member(seed, optimizer, False)
+        hit, clean = self.member(init, optimizer, True), self.member(init, optimizer, False)
         return float(np.mean(self.loss[-last:, hit]) - np.mean(self.loss[-last:, clean]))
 
 
 def gpt_spike_penalty(
     language: ContextMarkovLanguage,
     *,
-    seeds: int,
+    inits: int,
     steps: int,
     spike_steps: Sequence[int],
     spike_size: float = 1000.0,
@@ -225,7 +225,7 @@ def gpt_spike_penalty(
     layers: int = 2,
     heads: int = 2,
     batch: int = 16,
-    length: int = 32,
+    seq_len: int = 32,
     betas: tuple[float, float] = (0.9, 0.999),
     threshold: float = 5000.0,
     reset_interval: int = 500,
@@ -234,34 +234,34 @@ def gpt_spike_penalty(
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> GPTSpikes:
-    """Train ``seeds × {Adam, SPAM} × {clean, spiked}`` pre-LN GPTs as one ensemble.
+    """Train ``inits × {Adam, SPAM} × {clean, spiked}`` pre-LN GPTs as one ensemble.
 
-    Within one seed the four members share initial weights and minibatches (``generator`` draws the
-    weights of every seed, then each seed's minibatches). A spiked member's LayerNorm-gain gradients
+    Within one init the four members share initial weights and minibatches (``generator`` draws the
+    weights of every init, then each init's minibatches). A spiked member's LayerNorm-gain gradients
     are multiplied by ``spike_size`` at the updates ``spike_steps`` (1-based); Adam is SPAM with
     ``θ = 0`` and no reset. The learning rate is constant, and nothing else clips the gradients.
     """
-    if seeds < 1 or steps < 1:
-        raise ValueError(f"need seeds >= 1 and steps >= 1, got {seeds}, {steps}")
+    if inits < 1 or steps < 1:
+        raise ValueError(f"need inits >= 1 and steps >= 1, got {inits}, {steps}")
     bad = [t for t in spike_steps if not 1 <= t <= steps or (reset_interval and t % reset_interval < 20)]
     if bad:
         raise ValueError(f"spike_steps {bad} are outside 1..steps={steps} or within 20 steps after a reset "
                          f"(every {reset_interval}), where SPAM does not clip; move them")
     device = torch.device(device)
-    seed_of, optimizer_of, spiked_of = [], [], []
-    for s in range(seeds):
+    init_of, optimizer_of, spiked_of = [], [], []
+    for s in range(inits):
         for name in ("Adam", "SPAM"):
             for hit in (False, True):
-                seed_of.append(s)
+                init_of.append(s)
                 optimizer_of.append(name)
                 spiked_of.append(hit)
-    members = len(seed_of)
-    config = GPTConfig(vocab_size=language.vocab_size, context=length, layers=layers, heads=heads, width=width,
+    members = len(init_of)
+    config = GPTConfig(vocab_size=language.vocab_size, context=seq_len, layers=layers, heads=heads, width=width,
                        norm="pre", members=members)
     model = GPT(config, generator)
-    with torch.no_grad():  # the four members of a seed start from the seed's first member
+    with torch.no_grad():  # the four members of an init start from its first member
         for p in list(model.parameters()) + list(model.buffers()):
-            p.copy_(p.view(seeds, 4, *p.shape[1:])[:, :1].expand(-1, 4, *p.shape[1:]).reshape(p.shape))
+            p.copy_(p.view(inits, 4, *p.shape[1:])[:, :1].expand(-1, 4, *p.shape[1:]).reshape(p.shape))
     model = model.to(device)
     spam = torch.tensor([o == "SPAM" for o in optimizer_of])
     opt = SPAM(model.parameters(), lr, betas=betas, eps=1e-8,
@@ -270,8 +270,8 @@ def gpt_spike_penalty(
     gains = {id(m.weight) for m in model.modules() if isinstance(m, LayerNorm)}
     is_gain = [id(p) in gains for p in opt.params]
     factor = torch.where(torch.tensor(spiked_of), spike_size, 1.0).to(device)
-    data = torch.stack([language.sample(batch * steps + batch, length + 1, generator).view(steps + 1, batch, length + 1)
-                        for _ in range(seeds)], 1)  # (steps + 1, seeds, batch, length + 1)
+    data = torch.stack([language.sample(batch * steps + batch, seq_len + 1, generator).view(steps + 1, batch, seq_len + 1)
+                        for _ in range(inits)], 1)  # (steps + 1, inits, batch, seq_len + 1)
     data = data.repeat_interleave(4, dim=1).to(device)
     hits = {t - 1 for t in spike_steps}
     recorded: list[Tensor] = []
@@ -294,7 +294,7 @@ def gpt_spike_penalty(
 
     history = fit(opt, loss, steps, on_divergence="mask", grad_transform=transform)
     return GPTSpikes(
-        seed=np.asarray(seed_of),
+        init=np.asarray(init_of),
         optimizer=optimizer_of,
         spiked=np.asarray(spiked_of),
         loss=history.loss.numpy(),
