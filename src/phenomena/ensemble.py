@@ -313,6 +313,7 @@ def fit(
     check_every: int = 1,
     compile: bool = False,
     lr_schedule: Tensor | None = None,
+    grad_transform: Callable[[int, Sequence[Tensor]], Sequence[Tensor]] | None = None,
 ) -> History:
     """Run ``steps`` optimizer steps on all members at once.
 
@@ -345,6 +346,12 @@ def fit(
     ``t`` is written into ``optimizer.lr`` (in place) before step ``t``, so each member follows its
     own schedule and the optimizer keeps the last row's rates afterwards. Without it ``optimizer.lr``
     is left alone, as before.
+
+    ``grad_transform(step, grads)`` (eager steps only) sees the gradients of step ``step`` (0-based,
+    counted within this fit) before the optimizer does and returns the gradients the optimizer
+    takes, one tensor per parameter with the same shapes: it injects gradient spikes, or records
+    gradients, without touching the loss. Without it the optimizer takes autograd's gradients, as
+    before.
     """
 
     if steps < 0:
@@ -353,6 +360,9 @@ def fit(
         raise ValueError(f"record_every and check_every must be >= 1, got {record_every}, {check_every}")
     if on_divergence not in ("raise", "mask"):
         raise ValueError(f"on_divergence must be 'raise' or 'mask', got {on_divergence!r}")
+    if grad_transform is not None and compile:
+        raise ValueError("grad_transform runs between autograd and the update, which compile=True fuses into one "
+                         "graph; pass compile=False to transform gradients")
     record = record or {}
     params, members = optimizer.params, optimizer.members
     schedule = _check_schedule(lr_schedule, steps, optimizer) if lr_schedule is not None else None
@@ -411,6 +421,8 @@ def fit(
                 continue
             total = per_member.sum() if optimizer.all_alive else _alive_total(per_member, optimizer.alive)
             grads = torch.autograd.grad(total, params)
+            if grad_transform is not None:
+                grads = _transformed(grad_transform(step, grads), grads)
             optimizer.step(grads)
     losses = losses.cpu()
     bad = ~torch.isfinite(losses[: last + 1])
@@ -437,6 +449,17 @@ def _check_schedule(lr_schedule: Tensor, steps: int, optimizer: EnsembleOptimize
     if not bool(torch.isfinite(sched).all()) or bool((sched < 0).any()):
         raise ValueError("lr_schedule must hold finite, non-negative learning rates")
     return sched
+
+
+def _transformed(new: Sequence[Tensor], old: Sequence[Tensor]) -> Sequence[Tensor]:
+    """The gradients a ``grad_transform`` returned, checked against autograd's (count and shapes)."""
+    new = list(new) if new is not None else []
+    if len(new) != len(old) or any(n.shape != o.shape for n, o in zip(new, old)):
+        raise ValueError(
+            "grad_transform(step, grads) must return one gradient per parameter with the parameter's shape, got "
+            f"{[tuple(n.shape) for n in new]} for {[tuple(o.shape) for o in old]}"
+        )
+    return new
 
 
 def _check_loss_shape(per_member: Tensor, members: int) -> None:
@@ -515,3 +538,108 @@ def compiled(fn: Callable, *, enabled: bool = True, **kwargs) -> Callable:
 
     wrapper.fallback_reason = lambda: state["why"]  # type: ignore[attr-defined]
     return wrapper
+
+
+# ----------------------------------------------------------------------------- SPAM
+class SPAM(EnsembleOptimizer):
+    """Spike-aware Adam with momentum reset (Huang et al. 2025, arXiv 2501.06842), per member.
+
+    Adam, plus the two mechanisms of the reference implementation (``SPAM.py`` of the authors'
+    code), each with its own value per member:
+
+    * **spike-aware clipping**: at step ``t`` (1-based), a coordinate whose gradient satisfies
+      ``g² > θ·v`` (``v`` the raw, not bias-corrected, second moment before this step) is replaced by
+      ``sign(g)·√(θ·v)``, so one spike can raise ``v`` by at most ``(1 − β₂)·θ·v``. As in the code, it
+      acts only from step ``clip_delay`` (the code's ``grad_accu_steps = 20``) on and, with resets,
+      only ``clip_delay`` or more steps after the last reset (``v`` is then too young to judge by);
+      ``threshold = 0`` switches it off.
+    * **momentum reset**: at every step ``t`` that is a multiple of ``reset_interval`` (``ΔT``) both
+      moments are zeroed before the update; the step count that drives the bias correction is *not*
+      reset, as in the code. ``reset_interval = 0`` never resets.
+    * **warm-up after a reset**: for ``c = t mod ΔT < warmup`` steps after each reset the update is
+      scaled by ``1 − 0.99·(1 + cos(π c/(warmup + 1)))/2`` (the code's ``CosineDecay(0.99, warmup)``),
+      which starts at 0.01 and reaches 1; before the first reset there is none.
+
+    The update is the code's: ``p ← p − lr·s_t·√(1−β₂^t)/(1−β₁^t) · m/(√v + ε)`` with ``s_t`` the
+    warm-up factor, then decoupled weight decay ``p ← p − lr·wd·p``. A member with ``threshold = 0``,
+    ``reset_interval = 0`` (and ``eps = 0``) is :class:`Adam` exactly, so a grid can hold Adam and SPAM
+    members side by side. Defaults are the code's: ``θ = 5000``, ``ΔT = 500`` (``--update_gap``),
+    ``warmup = 150`` (``--warmup_epoch``), ``ε = 1e-6``. The paper's sparse-momentum variant
+    (``density < 1``) is not implemented.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float | Tensor | Sequence[float],
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float | Tensor | Sequence[float] = 0.0,
+        threshold: float | Tensor | Sequence[float] = 5000.0,
+        reset_interval: int | Tensor | Sequence[int] = 500,
+        warmup: int | Tensor | Sequence[int] = 150,
+        clip_delay: int = 20,
+    ) -> None:
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        if eps < 0 or clip_delay < 0:
+            raise ValueError(f"eps and clip_delay must be >= 0, got eps={eps}, clip_delay={clip_delay}")
+        self.eps, self.clip_delay = float(eps), int(clip_delay)
+        like = self.params[0]
+        self.weight_decay = _per_member(weight_decay, self.members, like, "weight_decay")
+        self.threshold = _per_member(threshold, self.members, like, "threshold")
+        self.reset_interval = _per_member(reset_interval, self.members, like, "reset_interval")
+        self.warmup = _per_member(warmup, self.members, like, "warmup")
+        for name in ("reset_interval", "warmup"):
+            v = getattr(self, name)
+            if not bool((v == v.round()).all()):
+                raise ValueError(f"{name} must be whole numbers of steps, got {v.tolist()}")
+        self.use_weight_decay = bool((self.weight_decay > 0).any())
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.member_steps = torch.zeros(self.members, dtype=like.dtype, device=like.device)
+        self.clipped = torch.zeros(self.members, dtype=torch.long, device=like.device)
+        """How many gradient coordinates each member has clipped so far."""
+
+    def schedule(self) -> tuple[Tensor, Tensor, Tensor]:
+        """For the coming step: which members reset, which may clip, and the warm-up factor, each ``(members,)``."""
+        t = self.member_steps + 1
+        every = self.reset_interval
+        resets = every > 0
+        since = torch.where(resets, torch.remainder(t, every.clamp(min=1)), t)
+        reset = resets & (since == 0)
+        clip = (self.threshold > 0) & (t >= self.clip_delay) & (since >= self.clip_delay)
+        w = self.warmup
+        warming = resets & (t >= every) & (since < w)
+        factor = 1 - 0.99 * (1 + torch.cos(math.pi * since / (w + 1))) / 2
+        return reset, clip, torch.where(warming, factor, torch.ones_like(factor))
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        alive = self.alive
+        reset, clip, warm = self.schedule()
+        reset, clip = reset & alive, clip & alive
+        self.member_steps += alive.to(self.member_steps.dtype)
+        t = self.member_steps.clamp(min=1)
+        size = torch.where(alive, self.lr * warm, torch.zeros_like(self.lr))
+        size = size * (1 - self.beta2**t).sqrt() / (1 - self.beta1**t)
+        decay = torch.where(alive, self.lr * self.weight_decay, torch.zeros_like(self.lr))
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            g = torch.nan_to_num(g)
+            keep = _view(alive, p)
+            zero = _view(reset, p)
+            m.masked_fill_(zero, 0.0)
+            v.masked_fill_(zero, 0.0)
+            cap = _view(self.threshold, p) * v
+            spike = _view(clip, p) & (g * g > cap)
+            self.clipped += spike.flatten(1).sum(1)
+            g = torch.where(spike, g.sign() * cap.sqrt(), g)
+            m.copy_(torch.where(keep, m * self.beta1 + (1 - self.beta1) * g, m))
+            v.copy_(torch.where(keep, v * self.beta2 + (1 - self.beta2) * g * g, v))
+            p.sub_(_view(size, p) * m / (v.sqrt() + self.eps))
+            if self.use_weight_decay:
+                p.sub_(_view(decay, p) * p)
+        self.steps += 1
