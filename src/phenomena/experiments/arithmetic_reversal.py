@@ -67,10 +67,11 @@ def grid(formats: Sequence[str], n_trains: Sequence[int], inits: int, *, holdout
 def _loss_fn(model: GPT, data: Tensor, targets: Tensor, mask: Tensor, n_train: Tensor, batch: int,
              generator: torch.Generator):
     e = data.shape[0]
-    rows = torch.arange(e).view(-1, 1)
+    rows = torch.arange(e, device=data.device).view(-1, 1)
 
     def loss() -> Tensor:
-        idx = (torch.rand(e, batch, generator=generator) * n_train.view(-1, 1)).long()
+        # minibatch indices come from the CPU generator, so a seed draws the same batches on any device
+        idx = (torch.rand(e, batch, generator=generator) * n_train.view(-1, 1)).long().to(data.device)
         x, y, m = data[rows, idx], targets[rows, idx], mask[rows, idx]
         logits = model(x)
         logp = torch.log_softmax(logits, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -95,11 +96,13 @@ def train_grid(
     weight_decay: float = 0.1,
     warmup: int = 100,
     generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> GridResult:
     """Train every member at once and measure exact match on ``n_test`` shared uniform test pairs.
 
     ``held_out``: first operands whose pairs no hold-out member trains on; they are also kept out of
-    the test pairs, and every member is scored on them separately (``holdout_acc``).
+    the test pairs, and every member is scored on them separately (``holdout_acc``). ``generator``
+    (a CPU generator) draws the pairs, the initial weights and the minibatches; ``device`` runs the model.
     """
     import time
 
@@ -133,11 +136,12 @@ def train_grid(
 
     config = GPTConfig(vocab_size=ar.VOCAB_SIZE, context=length, layers=layers, heads=heads, width=width,
                        members=e)
-    model = GPT(config, generator)
+    model = GPT(config, generator).to(device)
+    data, targets, mask = data.to(device), targets.to(device), mask.to(device)
     optimizer = AdamW(list(model.parameters()), lr, weight_decay=weight_decay, betas=(0.9, 0.98))
     ramp = np.minimum(1.0, (np.arange(steps) + 1) / max(1, warmup))
     decay = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * np.arange(steps) / steps))
-    schedule = torch.tensor(lr * ramp * decay, dtype=torch.float32)
+    schedule = torch.tensor(lr * ramp * decay, dtype=torch.float32, device=device)
     loss = _loss_fn(model, data, targets, mask, n_train, batch, generator)
     history = fit(optimizer, loss, steps, lr_schedule=schedule)
 
@@ -151,10 +155,10 @@ def train_grid(
         "fmt": [m.fmt for m in members], "n_train": [m.n_train for m in members],
         "init": [m.init for m in members], "holdout": [m.holdout for m in members],
         "test_acc": test_acc, "holdout_acc": hold_acc,
-        "final_loss": history.loss[-1].numpy(),
+        "final_loss": history.loss[-1].cpu().numpy(),
         "epochs": [steps * batch / m.n_train for m in members],
     })
-    return GridResult(digits=digits, table=table, positions=positions, loss=history.loss.numpy(),
+    return GridResult(digits=digits, table=table, positions=positions, loss=history.loss.cpu().numpy(),
                       held_out=held_out, seconds=time.perf_counter() - start)
 
 
@@ -168,14 +172,15 @@ def _score(model: GPT, members: Sequence[Member], a: np.ndarray, b: np.ndarray, 
            ) -> tuple[np.ndarray, np.ndarray]:
     """Exact match ``(members,)`` and per-position accuracy ``(members, K)`` of every member in its own format."""
     encoded = {f: ar.encode(a, b, f, digits, length=length) for f in {m.fmt for m in members}}
-    inputs = torch.stack([encoded[m.fmt].inputs for m in members])
-    targets = torch.stack([encoded[m.fmt].targets for m in members])
-    mask = torch.stack([encoded[m.fmt].mask for m in members])
+    device = next(model.parameters()).device
+    inputs = torch.stack([encoded[m.fmt].inputs for m in members]).to(device)
+    targets = torch.stack([encoded[m.fmt].targets for m in members]).to(device)
+    mask = torch.stack([encoded[m.fmt].mask for m in members]).to(device)
     chunk = 500
     with torch.no_grad():
         pred = torch.cat([model(inputs[:, i : i + chunk]).argmax(-1) for i in range(0, inputs.shape[1], chunk)], 1)
-    exact = sequence.exact_match(pred, targets, mask).double().mean(-1).numpy()
-    positions = sequence.per_position_accuracy(pred, targets, mask).numpy()
+    exact = sequence.exact_match(pred, targets, mask).double().mean(-1).cpu().numpy()
+    positions = sequence.per_position_accuracy(pred, targets, mask).cpu().numpy()
     return exact, positions
 
 
