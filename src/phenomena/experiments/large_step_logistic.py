@@ -164,8 +164,10 @@ def first_order_distance(perceptron: np.ndarray, features: Tensor, labels: Tenso
     a, y = features.cpu().numpy().astype(np.float64), labels.cpu().numpy().astype(np.float64)
     ya = y[:, None] * a  # (n, d)
     margins = perceptron[1:-1] @ ya.T  # (T-1, n): the margins at steps 1..T-1 shape iterates 2..T
-    g = np.asarray(list(gammas), dtype=float)[:, None, None]
-    sigma = expit(-g * margins[None])  # σ(−γm), accurate where it is tiny
-    c = sigma - (margins <= 0)[None]  # (G, T-1, n)
-    delta = np.cumsum(c @ ya, axis=1) / len(y)  # (G, T-1, d): δ₂ … δ_T
-    return np.linalg.norm(delta, axis=-1).max(1)
+    misclassified = margins <= 0
+    out = []
+    for gamma in np.asarray(list(gammas), dtype=float):  # one γ at a time: (T-1, n) arrays, not (G, T-1, n)
+        c = expit(-gamma * margins) - misclassified  # σ(−γm), accurate where it is tiny
+        delta = np.cumsum(c @ ya, axis=0) / len(y)  # (T-1, d): δ₂ … δ_T
+        out.append(np.linalg.norm(delta, axis=-1).max())
+    return np.asarray(out)
