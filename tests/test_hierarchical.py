@@ -109,15 +109,16 @@ def test_hierarchical_task_is_centred_and_normalised():
         hierarchical_task(3, 2, [1.0], n_train=5, n_test=5, generator=gen)
 
 
-def test_three_layer_matches_equation_one_and_its_ntk():
+@pytest.mark.parametrize("power", [3, 2])
+def test_three_layer_matches_equation_one_and_its_ntk(power):
     gen = torch.Generator().manual_seed(3)
-    model = ThreeLayer(3, 4, 16, 8, generator=gen, dtype=torch.float64)
+    model = ThreeLayer(3, 4, 16, 8, generator=gen, dtype=torch.float64, power=power)
     with torch.no_grad():
         model.c.fill_(0.3)
     x = torch.randn(5, 4, dtype=torch.float64, generator=gen)
     # eq. (1) written out for member 1
     V, s, u, w, b, a, c = (t[1] for t in (model.V, model.s, model.u, model.w, model.b, model.a, model.c))
-    g = ((x @ V.T / 2 + s) ** 3) @ u / 16
+    g = ((x @ V.T / 2 + s) ** power) @ u / 16
     h = torch.relu(g[:, None] * w + b) @ a / 8 + c * g
     assert torch.allclose(model(x)[1, :, 0], h.detach())
     assert torch.allclose(model.feature(x)[1], g.detach())

@@ -74,11 +74,14 @@ def train_grid(
     n_test: int = 10_000,
     n_curve: int = 2_000,
     record_every: int = 20,
+    power: int | None = None,
     device: torch.device | str = "cpu",
 ) -> GridResult:
     """Train eq. (1) on ``n = round(c·d^k)`` samples for each multiple ``c``, ``inits`` inits each.
 
-    ``width1`` defaults to ``d²`` (the paper's ``m₁``). The test loss and ``|corr(g, p)|`` are measured
+    ``width1`` defaults to ``d²`` (the paper's ``m₁``); ``σ₁(z) = z^power`` with ``power`` defaulting to
+    ``k`` (the paper's experiment pairs ``z³`` with ``k = 3``; with ``z³`` and an even feature a
+    network must build ``p`` from the bias terms of ``(Vx + s)³`` and some initialisations stall). The test loss and ``|corr(g, p)|`` are measured
     on the first ``n_curve`` test points every ``record_every`` steps and on all ``n_test`` after the
     last; the loss is divided by the test targets' mean square, so predicting 0 scores exactly 1
     whatever the heavy tail drew.
@@ -91,7 +94,7 @@ def train_grid(
     tasks = [t.to(device) for t in make_tasks(d, k, n_values[-1], n_test, inits, generator)]
     floors = [kernel_floor(d, k, CUBE, t.signs.cpu().numpy()) for t in tasks]
     groups = len(n_values)
-    model = ThreeLayer(groups * inits, d, width1 or d * d, width2, generator=generator).to(device)
+    model = ThreeLayer(groups * inits, d, width1 or d * d, width2, generator=generator, power=power or k).to(device)
     f32 = torch.float32
     x_tr = torch.stack([t.x_train for t in tasks]).to(f32)
     y_tr = torch.stack([t.y_train for t in tasks]).to(f32)
@@ -174,6 +177,7 @@ def kernel_baseline(
     ridges: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     k: int = 2,
     n_test: int = 2_000,
+    power: int | None = None,
     device: torch.device | str = "cpu",
 ) -> KernelResult:
     """Normalised test loss of NTK ridge regression, the best over ``ridges`` (relative to ``tr K/n``).
@@ -184,7 +188,7 @@ def kernel_baseline(
     tasks = make_tasks(d, k, n_train, n_test, inits, generator)
     losses = []
     for task in tasks:
-        model = ThreeLayer(1, d, d * d, width2, generator=generator, dtype=torch.float64).to(device)
+        model = ThreeLayer(1, d, d * d, width2, generator=generator, dtype=torch.float64, power=power or k).to(device)
         x, xt = task.x_train.to(device), task.x_test.to(device)
         k_train = model.ntk(x)[0]
         k_test = model.ntk(xt, x)[0]

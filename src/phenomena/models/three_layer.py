@@ -5,7 +5,8 @@
 
 ``V ∈ R^{m₁×d}``, ``s, u ∈ R^{m₁}``, ``w, b, a ∈ R^{m₂}``, ``c ∈ R``. The paper trains
 ``(u, s, V, a, b, c)`` and keeps ``w`` at its random init; so does this module (``w`` is a buffer).
-The paper's experiments use ``σ₁(z) = z³``, ``σ₂ = ReLU`` and μP (Yang & Hu 2021).
+The paper's experiments use ``σ₁(z) = z³`` (with a cubic feature), ``σ₂ = ReLU`` and μP (Yang & Hu
+2021); ``power`` sets ``σ₁(z) = z^power``.
 
 μP is written with multipliers, so that one Adam learning rate for all tensors gives μP's per-layer
 rates: every stored tensor starts ``N(0, 1)`` (``c`` at 0) and the forward pass multiplies
@@ -36,6 +37,9 @@ def cube(z: Tensor) -> Tensor:
 class ThreeLayer(nn.Module):
     """``members`` independent copies of eq. (1) as one module; forward ``(n, d)`` or ``(members, n, d)`` → ``(members, n, 1)``.
 
+    ``σ₁(z) = z^power``: the paper's experiments use ``power = 3`` with a cubic feature (``k = 3``);
+    ``power = k`` matches the first layer's degree to the feature's.
+
     ``forward(x, members=slice)`` runs only the members in the slice (their own inputs
     ``(len, n, d)`` or shared ``(n, d)``), so groups of members with training sets of different sizes
     share one optimizer without padding.
@@ -50,8 +54,12 @@ class ThreeLayer(nn.Module):
         *,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        power: int = 3,
     ) -> None:
         super().__init__()
+        if isinstance(power, bool) or not isinstance(power, int) or power < 1:
+            raise ValueError(f"power (σ₁(z) = z^power) must be a positive integer, got {power!r}")
+        self.power = power
         for name, value in (("members", members), ("dim", dim), ("width1", width1), ("width2", width2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -95,11 +103,11 @@ class ThreeLayer(nn.Module):
         """The learned feature ``g(x) = u·σ₁(Vx + s)``: ``(members, n)``."""
         V, s, u, *_ = self._params(members)
         z = self._preactivation(x, V, s)
-        return torch.einsum("enm,em->en", cube(z), u) / self.width1
+        return torch.einsum("enm,em->en", z**self.power, u) / self.width1
 
     def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
         V, s, u, w, b, a, c = self._params(members)
-        g = torch.einsum("enm,em->en", cube(self._preactivation(x, V, s)), u) / self.width1
+        g = torch.einsum("enm,em->en", self._preactivation(x, V, s) ** self.power, u) / self.width1
         r = torch.relu(g[:, :, None] * w[:, None, :] + b[:, None, :])
         out = torch.einsum("enj,ej->en", r, a) / self.width2 + c[:, None] * g
         return out[..., None]
@@ -118,7 +126,7 @@ class ThreeLayer(nn.Module):
                 raise ValueError("ntk takes inputs (n, d) shared by the members")
             V, s, u, w, b, a, c = self._params(None)
             z = self._preactivation(x, V, s)  # (e, n, m1)
-            phi = cube(z)
+            phi = z**self.power
             g = torch.einsum("enm,em->en", phi, u) / self.width1
             pre = g[:, :, None] * w[:, None, :] + b[:, None, :]
             active = (pre > 0).to(x.dtype)
@@ -126,7 +134,7 @@ class ThreeLayer(nn.Module):
             d_b = active * a[:, None, :] / self.width2
             d_g = c[:, None] + torch.einsum("enj,ej->en", active, a * w) / self.width2
             d_u = d_g[:, :, None] * phi / self.width1
-            delta = d_g[:, :, None] * u[:, None, :] * 3 * z * z / self.width1  # ∂h/∂s
+            delta = d_g[:, :, None] * u[:, None, :] * self.power * z ** (self.power - 1) / self.width1  # ∂h/∂s
             small = torch.cat([d_a, d_b, d_u, g[:, :, None]], dim=-1)
             return small, delta
 
