@@ -114,3 +114,96 @@ def single_index_task(
         beta=beta,
         coefficients=coeffs,
     )
+
+
+# ----------------------------------------------------------------------------- hierarchical targets
+def hierarchical_feature(x: Tensor, k: int, signs: Tensor) -> Tensor:
+    """The feature ``p(x) = Σ_i λ_i He_k(x_i) / √(d·k!)`` of a hierarchical target (``E p = 0``, ``E p² = 1``).
+
+    ``x`` is ``(..., d)``; ``signs`` holds the ``d`` signs ``λ_i ∈ {±1}``. Returns ``(...)``.
+    """
+    d = x.shape[-1]
+    if signs.shape != (d,):
+        raise ValueError(f"signs must have one entry per input coordinate, shape ({d},); got {tuple(signs.shape)}")
+    return (hermite(k, x) * signs.to(x.dtype)).sum(-1) / math.sqrt(d * math.factorial(k))
+
+
+@dataclass
+class HierarchicalTask:
+    """Train and test sets of ``h = (g(p(x)) − E g(p)) / sd g(p)``, with the feature values ``p`` kept.
+
+    ``link`` are the monomial coefficients of ``g``; ``mean`` and ``std`` the exact moments of
+    ``g(p)`` used to centre and normalise, so ``E h = 0`` and ``E h² = 1`` exactly.
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    p_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    p_test: Tensor
+    signs: Tensor
+    k: int
+    link: tuple[float, ...]
+    mean: float
+    std: float
+
+    @property
+    def dim(self) -> int:
+        """Input dimension ``d``."""
+        return int(self.signs.numel())
+
+    def target(self, x: Tensor) -> Tensor:
+        """``h(x)`` at any inputs ``(..., d)``."""
+        p = hierarchical_feature(x, self.k, self.signs)
+        g = sum(c * p**j for j, c in enumerate(self.link) if c != 0.0)
+        return (g - self.mean) / self.std
+
+    def to(self, device: torch.device | str) -> HierarchicalTask:
+        """A copy with every tensor on ``device``."""
+        t = [v.to(device) for v in (self.x_train, self.y_train, self.p_train, self.x_test, self.y_test, self.p_test)]
+        return HierarchicalTask(*t, self.signs.to(device), self.k, self.link, self.mean, self.std)
+
+
+def hierarchical_task(
+    d: int,
+    k: int,
+    link: Sequence[float],
+    signs: Tensor | None = None,
+    *,
+    n_train: int,
+    n_test: int,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float64,
+) -> HierarchicalTask:
+    """A seeded hierarchical task ``h = g∘p`` (Wang, Nichani & Lee 2023), ``x ~ N(0, I_d)``.
+
+    ``p(x) = Σ λ_i He_k(x_i)/√(d·k!)`` is of degree ``k``; ``g(z) = Σ_j link[j] z^j`` of degree ``q``;
+    ``h`` is centred and normalised with the exact moments of ``g(p)``
+    (:func:`phenomena.theory.hierarchical.link_moments`), which matters for even ``k``, where
+    ``E p³ ≠ 0``. ``signs=None`` draws each ``λ_i`` uniformly from ``{±1}`` (the paper's choice), first
+    from ``generator``; then come the train inputs and the test inputs. No label noise.
+    """
+    from ..theory.hierarchical import link_moments  # the exact moments live with the theory
+
+    for name, value in (("d", d), ("k", k), ("n_train", n_train), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    coeffs = tuple(_check_coefficients(link))
+    if signs is None:
+        signs = torch.randint(0, 2, (d,), generator=generator).to(dtype) * 2 - 1
+    signs = torch.as_tensor(signs, dtype=dtype)
+    if signs.shape != (d,) or not bool((signs.abs() == 1).all()):
+        raise ValueError(f"signs must be {d} values in {{-1, +1}}, or None to draw them; got {signs!r}")
+    mean, var = link_moments(coeffs, d, k, signs.numpy())
+    if var <= 0:
+        raise ValueError(f"g∘p is constant for link {coeffs}: give g a non-constant term")
+    x_train = torch.randn(n_train, d, generator=generator, dtype=dtype)
+    x_test = torch.randn(n_test, d, generator=generator, dtype=dtype)
+    task = HierarchicalTask(
+        x_train, x_train[:, 0], x_train[:, 0], x_test, x_test[:, 0], x_test[:, 0],
+        signs, k, coeffs, mean, math.sqrt(var),
+    )
+    task.p_train, task.p_test = hierarchical_feature(x_train, k, signs), hierarchical_feature(x_test, k, signs)
+    task.y_train, task.y_test = task.target(x_train), task.target(x_test)
+    return task
