@@ -643,3 +643,139 @@ class SPAM(EnsembleOptimizer):
             if self.use_weight_decay:
                 p.sub_(_view(decay, p) * p)
         self.steps += 1
+
+
+# ----------------------------------------------------------------------------- Muon
+NS5_COEFFICIENTS: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
+"""The quintic Newton-Schulz coefficients ``(a, b, c)`` of Muon (Jordan et al. 2024, ``muon.py``)."""
+
+
+def newton_schulz(g: Tensor, steps: int = 5, *, coefficients: tuple[float, float, float] = NS5_COEFFICIENTS,
+                  eps: float = 1e-7) -> Tensor:
+    """Muon's approximate orthogonalisation of every matrix in ``g`` (``(..., m, n)``), in float32.
+
+    ``X = G/(‖G‖_F + eps)`` (so every singular value is in ``[0, 1]``), then ``steps`` times
+    ``X ← aX + (bA + cA²)X`` with ``A = XXᵀ`` on the wide orientation (``m ≤ n``; a tall matrix is
+    transposed and back). The result is ``U p∘steps(S/‖G‖_F) Vᵀ`` for ``G = USVᵀ`` with
+    ``p(x) = ax + bx³ + cx⁵`` (:mod:`phenomena.theory.muon`). Leading axes are a batch: one
+    batched matmul orthogonalises a whole ensemble's matrices at once. Float32 instead of Muon's
+    bfloat16, so that the output agrees with the closed form to float32 roundoff.
+    """
+    if g.dim() < 2:
+        raise ValueError(f"newton_schulz needs matrices (..., m, n), got shape {tuple(g.shape)}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    a, b, c = (float(v) for v in coefficients)
+    x = g.float()
+    tall = x.shape[-2] > x.shape[-1]
+    if tall:
+        x = x.mT
+    x = x / (torch.linalg.matrix_norm(x, keepdim=True) + eps)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    if tall:
+        x = x.mT
+    return x.to(g.dtype)
+
+
+class Muon(EnsembleOptimizer):
+    """Muon (MomentUm Orthogonalized by Newton-Schulz, Jordan et al. 2024) per member, with an
+    AdamW for the parameters that are not hidden matrices.
+
+    ``params`` are the hidden weight matrices, each ``(members, m, n)``. Per member and matrix, as
+    in Jordan's ``muon.py``: the momentum ``B ← βB + (1−β)G``; the Nesterov update ``U = (1−β)G + βB``
+    (or ``B`` with ``nesterov=False``); ``O = NS(U)`` (:func:`newton_schulz`, batched over the members);
+    ``W ← W(1 − lr·weight_decay) − lr·√max(1, fan_out/fan_in)·O``. The factor reads the matrix as
+    a linear map: ``layout="out_in"`` for ``torch.nn.Linear`` weights ``(out, in)`` (``muon.py``'s
+    ``rows/cols``), ``"in_out"`` for the ``x @ W`` weights of :class:`phenomena.models.GPT` and MLPs.
+
+    ``adamw_params`` (embeddings, read-out, gains and biases: Muon is for hidden layers only) get
+    :class:`Adam` with decoupled weight decay (``adamw_lr``, ``adamw_betas``, ``adamw_eps``,
+    ``adamw_weight_decay``; ``muon.py``'s defaults). ``lr``, ``momentum``, ``weight_decay`` and
+    ``adamw_lr`` may differ per member ((members,) tensors); ``optimizer.lr`` is Muon's rate and
+    ``optimizer.adamw.lr`` the AdamW one, both read at every step. ``fit`` sees one optimizer over
+    ``params + adamw_params``, in that order.
+
+    With ``keep_updates=True`` the last step's NS inputs and outputs (before the factor) stay in
+    ``last_inputs`` / ``last_updates``, one ``(members, m, n)`` tensor per matrix: the spectrum of
+    what Muon did can then be read without redoing it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float | Tensor | Sequence[float],
+        *,
+        momentum: float | Tensor | Sequence[float] = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float | Tensor | Sequence[float] = 0.0,
+        layout: Literal["out_in", "in_out"] = "out_in",
+        adamw_params: Iterable[Tensor] = (),
+        adamw_lr: float | Tensor | Sequence[float] = 3e-4,
+        adamw_betas: tuple[float, float] = (0.9, 0.95),
+        adamw_eps: float = 1e-10,
+        adamw_weight_decay: float | Tensor | Sequence[float] = 0.0,
+        keep_updates: bool = False,
+    ) -> None:
+        matrices = [p for p in params if p.requires_grad]
+        others = [p for p in adamw_params if p.requires_grad]
+        for p in matrices:
+            if p.dim() != 3:
+                raise ValueError(
+                    f"Muon takes hidden weight matrices (members, m, n), got shape {tuple(p.shape)}; "
+                    "pass embeddings, read-out, gains and biases as adamw_params"
+                )
+        if layout not in ("out_in", "in_out"):
+            raise ValueError(f"layout must be 'out_in' (torch.nn.Linear) or 'in_out' (x @ W), got {layout!r}")
+        if not isinstance(ns_steps, int) or ns_steps < 0:
+            raise ValueError(f"ns_steps must be an integer >= 0, got {ns_steps!r}")
+        super().__init__(matrices, lr)
+        self.matrices = self.params
+        like = self.params[0]
+        self.momentum = _per_member(momentum, self.members, like, "momentum")
+        if bool((self.momentum >= 1).any()):
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.weight_decay = _per_member(weight_decay, self.members, like, "weight_decay")
+        self.nesterov, self.ns_steps, self.layout = bool(nesterov), ns_steps, layout
+        self.buffers = [torch.zeros_like(p) for p in self.matrices]
+        self.scales = [math.sqrt(max(1.0, self._fan_out_over_in(p))) for p in self.matrices]
+        self.adamw: Adam | None = None
+        if others:
+            self.adamw = Adam(others, adamw_lr, betas=adamw_betas, eps=adamw_eps,
+                              weight_decay=adamw_weight_decay, decoupled=True)
+            if self.adamw.members != self.members:
+                raise ValueError(f"adamw_params have {self.adamw.members} members, the matrices {self.members}")
+        self.params = self.matrices + others
+        self.keep_updates = bool(keep_updates)
+        self.last_inputs: list[Tensor] = []
+        self.last_updates: list[Tensor] = []
+
+    def _fan_out_over_in(self, p: Tensor) -> float:
+        rows, cols = p.shape[-2], p.shape[-1]
+        return rows / cols if self.layout == "out_in" else cols / rows
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[Tensor]) -> None:
+        k = len(self.matrices)
+        alive = self.alive
+        lr = torch.where(alive, self.lr, torch.zeros_like(self.lr))
+        inputs, updates = [], []
+        for p, g, buf, scale in zip(self.matrices, grads[:k], self.buffers, self.scales):
+            g = torch.nan_to_num(g)
+            beta = _view(self.momentum, p)
+            buf.copy_(torch.where(_view(alive, p), beta * buf + (1 - beta) * g, buf))
+            u = (1 - beta) * g + beta * buf if self.nesterov else buf
+            o = newton_schulz(u, self.ns_steps)
+            if self.keep_updates:
+                inputs.append(u.clone())
+                updates.append(o)
+            p.mul_(1 - _view(lr * self.weight_decay, p))
+            p.sub_(_view(lr * scale, p) * o)
+        if self.keep_updates:
+            self.last_inputs, self.last_updates = inputs, updates
+        if self.adamw is not None:
+            self.adamw.alive = alive
+            self.adamw.step(grads[k:])
+        self.steps += 1
