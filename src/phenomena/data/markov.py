@@ -38,9 +38,7 @@ class MarkovLanguage:
     @property
     def entropy_rate(self) -> float:
         """Nats per token: the cross-entropy of the true next-token distribution, the loss floor."""
-        p = self.transition
-        row_entropy = -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
-        return float((self.stationary * row_entropy).sum())
+        return _entropy_rate(self.transition, self.stationary)
 
     def sample(self, batch: int, length: int, generator: torch.Generator) -> Tensor:
         """``(batch, length)`` token ids, each row a stationary run of the chain (first token from ``π``).
@@ -92,6 +90,12 @@ def markov_language(
     return MarkovLanguage(transition=transition, stationary=stationary)
 
 
+def _entropy_rate(transition: Tensor, stationary: Tensor) -> float:
+    """``Σ_s π_s H(P_{s·})`` in nats: the mean entropy of the next token, each row weighted by how often it is in use."""
+    row_entropy = -(torch.where(transition > 0, transition * transition.log(), torch.zeros_like(transition))).sum(1)
+    return float((stationary * row_entropy).sum())
+
+
 def _stationary(transition: Tensor) -> Tensor:
     """The stationary distribution ``π = π P`` of an irreducible chain (one linear solve)."""
     v = transition.shape[0]
@@ -125,9 +129,7 @@ class ContextMarkovLanguage:
     @property
     def entropy_rate(self) -> float:
         """Nats per token from position ``order`` on: the loss floor of any next-token model."""
-        p = self.transition
-        row_entropy = -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
-        return float((self.stationary * row_entropy).sum())
+        return _entropy_rate(self.transition, self.stationary)
 
     def next_context(self, context: Tensor, token: Tensor) -> Tensor:
         """The context id after ``token`` follows ``context`` (drop the oldest token, append the new one)."""
