@@ -77,6 +77,7 @@ def test_smoke_run_and_rerun(slug):
     env = {**os.environ, "PHENOMENA_ROOT": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-p", "phenomena.nbval_ipc",
          "--rootdir", str(out.parent), "-c", os.devnull, str(out)],
         capture_output=True, text=True, env=env, cwd=out.parent,
     )

@@ -10,7 +10,8 @@ name per concept) are in the README's "Writing a chapter" section; in one line e
   :mod:`.train` shortcuts on top of it; :mod:`.samplers` minibatch samplers over multi-domain
   data; :mod:`.robust` robust averages of per-example gradients;
 - :mod:`.models`, :mod:`.data`, :mod:`.metrics`, :mod:`.theory`; :mod:`.experiments` (one per chapter);
-- the drivers :mod:`.chapters`, :mod:`.execute`, :mod:`.sweep`, :mod:`.scoreboard`, :mod:`.bookcache` and the CLI.
+- the drivers :mod:`.chapters`, :mod:`.execute`, :mod:`.sweep`, :mod:`.scoreboard`, :mod:`.bookcache`,
+  :mod:`.nbval_ipc` (a pytest plugin: nbval's kernels over IPC) and the CLI.
 
 Torch is imported on first use of ``setup``, ``Run`` or ``DivergenceError``, so that the command
 line (``python -m phenomena list``) and the scoreboard start without it.

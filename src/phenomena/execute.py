@@ -51,6 +51,18 @@ def _ipc_folder() -> str:
     return folder
 
 
+def use_ipc(manager: Any) -> None:
+    """Make a jupyter kernel manager start its kernel over IPC (Unix sockets in a private temporary
+    folder) instead of TCP, on POSIX systems; call before the kernel starts.
+
+    A local kernel needs no network port, and ipykernel warns at every start that TCP traffic is
+    unencrypted; over IPC it has no reason to. Off POSIX systems TCP stays.
+    """
+    if os.name == "posix":
+        manager.transport = "ipc"
+        manager.ip = os.path.join(_ipc_folder(), f"kernel-{uuid.uuid4().hex[:12]}")
+
+
 def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> type:
     """A jupyter kernel manager that starts its kernel with ``env`` added to this process's environment.
 
@@ -59,9 +71,7 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
     with several threads) cannot see each other's results folder. With ``log``, the kernel
     process's own stdout and stderr (its start-up warnings, a crash) go to that file.
 
-    The kernel talks to us over IPC (Unix sockets in a private temporary folder), not TCP: a local
-    kernel needs no network port, and ipykernel then has no reason to warn at every start that TCP
-    traffic is unencrypted. Off POSIX systems TCP stays.
+    The kernel talks to us over IPC (:func:`use_ipc`), not TCP.
     """
     from jupyter_client.manager import AsyncKernelManager
 
@@ -69,9 +79,7 @@ def _kernel_manager_class(env: Mapping[str, str], log: Path | None = None) -> ty
 
     class KernelManagerWithEnv(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
-            if os.name == "posix":
-                self.transport = "ipc"
-                self.ip = os.path.join(_ipc_folder(), f"kernel-{uuid.uuid4().hex[:12]}")
+            use_ipc(self)
             kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra}
             if log is None:
                 await super().start_kernel(**kw)
