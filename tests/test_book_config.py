@@ -22,15 +22,32 @@ def test_math_renders_without_a_network():
 
 
 def test_references_parse_and_every_citation_has_an_entry():
+    """Every page that cites lists its own references: its bibliography has a ``:keyprefix:`` and every
+    key it cites carries that prefix. sphinxcontrib-bibtex lists a key in one bibliography only, so
+    without per-page prefixes a paper cited by two chapters would be missing from the second one's
+    references and its citations would link to the first chapter."""
     import re
 
     from pybtex.database import parse_file
 
     keys = set(parse_file(str(ROOT / "book" / "references.bib")).entries)
     cited: set[str] = set()
+    prefixes: dict[str, Path] = {}
     for path in [*ROOT.glob("book/**/*.ipynb"), *ROOT.glob("book/**/*.md")]:
-        for group in re.findall(r"\{cite(?::[tp])?\}`([^`]+)`", path.read_text()):
-            cited.update(k.strip() for k in group.split(","))
+        text = path.read_text()
+        groups = re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text)
+        if not groups:
+            continue
+        name = path.relative_to(ROOT)
+        assert "{bibliography}" in text, f"{name} cites but has no bibliography of its own"
+        prefix = re.findall(r":keyprefix: ([^\s\\]+)", text)
+        assert len(prefix) == 1, f"{name}: its bibliography needs one ':keyprefix: <page>-' option"
+        assert prefix[0] not in prefixes, f"{name} and {prefixes[prefix[0]]} share the key prefix {prefix[0]}"
+        prefixes[prefix[0]] = name
+        for group in groups:
+            for key in (k.strip() for k in group.split(",")):
+                assert key.startswith(prefix[0]), f"{name}: {key!r} lacks the page's key prefix {prefix[0]!r}"
+                cited.add(key.removeprefix(prefix[0]))
     assert cited, "no citation found: the pattern no longer matches how chapters cite"
     assert not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
 

@@ -26,7 +26,7 @@ def set_theme() -> None:
             "figure.dpi": 110,
             "savefig.dpi": 150,
             "figure.constrained_layout.use": True,
-            "axes.titleweight": "semibold",
+            "axes.titleweight": "bold",
             "legend.frameon": False,
         }
     )
