@@ -60,3 +60,20 @@ def test_every_reference_key_is_defined_once():
     keys = re.findall(r"^@\w+\{([^,\s]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.M)
     twice = sorted(k for k, n in collections.Counter(keys).items() if n > 1)
     assert not twice, f"defined more than once in references.bib: {twice}"
+
+
+def test_page_titles_hold_no_math():
+    """A page's title also appears where MathJax does not typeset it (the sidebar, the previous/next
+    links, the scoreboard's chapter column), so TeX there shows raw on every page: titles use Unicode."""
+    import json
+    import re
+
+    for path in ROOT.glob("book/**/*.ipynb"):
+        cells = json.loads(path.read_text())["cells"]
+        text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        title = re.search(r"^# (.+)$", text, flags=re.M)
+        assert title, f"{path.relative_to(ROOT)} has no '# title'"
+        assert "$" not in title.group(1), f"{path.relative_to(ROOT)}: math in the title {title.group(1)!r}"
+    for path in ROOT.glob("book/**/*.md"):
+        title = re.search(r"^# (.+)$", path.read_text(), flags=re.M)
+        assert not title or "$" not in title.group(1), f"{path.relative_to(ROOT)}: math in the title"
