@@ -315,17 +315,44 @@ GAP_SKIP = 1.02
 its top singular vectors are ill-defined, so even a full fine-tune could show false intruders."""
 
 
+@dataclass(frozen=True)
+class TokenRange:
+    """A Markov language written with its own block of a larger vocabulary: token ``s`` of ``language`` is id
+    ``offset + s`` among ``vocab_size`` ids. Its entropy rate is the language's."""
+
+    language: MarkovLanguage
+    offset: int
+    vocab_size: int
+
+    @property
+    def entropy_rate(self) -> float:
+        return self.language.entropy_rate
+
+    def sample(self, batch: int, length: int, generator: torch.Generator) -> Tensor:
+        return self.language.sample(batch, length, generator) + self.offset
+
+
 def markov_tasks(tasks: int, *, vocab_size: int, successors: int, generator: torch.Generator,
-                 concentration: float = 1.0) -> list[MarkovLanguage]:
-    """``tasks + 1`` independent random Markov languages on one vocabulary: language 0 is pretrained on,
-    languages 1 … ``tasks`` are fine-tuned on in sequence."""
+                 task_vocab: int | None = None, concentration: float = 1.0) -> list[TokenRange]:
+    """``tasks + 1`` independent random Markov languages: language 0 is pretrained on, languages 1 … ``tasks``
+    are fine-tuned on in sequence.
+
+    ``task_vocab = None``: all share one vocabulary of ``vocab_size`` tokens, so every new language
+    contradicts the old ones token by token. ``task_vocab = n``: language 0 uses tokens ``0 … vocab_size − 1``
+    and each fine-tuning language its own block of ``n`` further tokens (a new domain with its own words),
+    so a network could learn every language at once and forgetting is collateral damage, not a
+    contradiction: the situation of a pretrained model fine-tuned on new tasks.
+    """
     if not isinstance(tasks, int) or tasks < 1:
         raise ValueError(f"tasks must be an integer >= 1 (fine-tuning languages after the pretraining one), got {tasks!r}")
-    return [markov_language(vocab_size, successors, generator=generator, concentration=concentration)
-            for _ in range(tasks + 1)]
+    sizes = [vocab_size] + [vocab_size if task_vocab is None else task_vocab] * tasks
+    offsets = [0] * (tasks + 1) if task_vocab is None else [0] + [vocab_size + i * task_vocab for i in range(tasks)]
+    total = vocab_size if task_vocab is None else vocab_size + tasks * task_vocab
+    return [TokenRange(markov_language(v, successors, generator=generator, concentration=concentration), o, total)
+            for v, o in zip(sizes, offsets)]
 
 
-def _lm_batches(language: MarkovLanguage, members: int, batch: int, seq_len: int, generator: torch.Generator,
+def _lm_batches(language: TokenRange, members: int, batch: int, seq_len: int, generator: torch.Generator,
                 device: torch.device):
     """A loss closure factory's data: ``(members, batch, seq_len + 1)`` fresh token ids per call, one stream per member."""
     def draw() -> Tensor:
@@ -340,7 +367,7 @@ def _lm_objective(model: torch.nn.Module, draw) -> Callable[[], Tensor]:
     return loss
 
 
-def pretrain_gpt(language: MarkovLanguage, config: GPTConfig, *, steps: int, lr: float, batch: int,
+def pretrain_gpt(language: TokenRange, config: GPTConfig, *, steps: int, lr: float, batch: int,
                  init_generator: torch.Generator, batch_generator: torch.Generator, spectrum_decay: float = 0.0,
                  device: torch.device | str = "cpu") -> GPT:
     """A GPT ensemble (one member per seed) pretrained by Adam on ``language``.
@@ -425,15 +452,17 @@ class ContinualResult:
         return (self.intruders[method] * self.counted[None]).sum(-1)
 
 
-def continual_learning(languages: Sequence[MarkovLanguage], methods: Sequence[Method], *, members: int, width: int,
+def continual_learning(languages: Sequence[TokenRange], methods: Sequence[Method], *, members: int, width: int,
                        layers: int, heads: int, seq_len: int, pretrain_steps: int, pretrain_lr: float, steps: int,
                        batch: int, generators: Sequence[torch.Generator], n_eval: int = 256,
                        spectrum_decay: float = 0.0, k: int = spectral.K_TOP, epsilon: float = spectral.EPSILON,
-                       targets: tuple[str, ...] = ("attn", "mlp"), device: torch.device | str = "cpu") -> ContinualResult:
+                       targets: tuple[str, ...] = ("attn", "mlp"), train_head: bool = False,
+                       train_embeddings: bool = False, device: torch.device | str = "cpu") -> ContinualResult:
     """Pretrain a GPT ensemble on ``languages[0]``, then fine-tune it on ``languages[1:]`` in sequence by each method.
 
     Full fine-tuning trains every parameter at each task. LoRA puts a fresh adapter on every linear of
-    ``targets`` at each task (embeddings, LayerNorms and head frozen: ``LoRAGPT``'s default), trains it,
+    ``targets`` at each task (LayerNorms frozen; embeddings and head trained densely only with ``train_embeddings``
+    and ``train_head``: frozen is ``LoRAGPT``'s default), trains it,
     and merges it into the weights before the next task, as one does in practice to keep one model.
     After every task the adapted matrices are compared with the *pretrained* ones (official count:
     top ``k``, ``max |cos| < epsilon``), and every language is scored on a fixed held-out sample.
@@ -476,7 +505,8 @@ def continual_learning(languages: Sequence[MarkovLanguage], methods: Sequence[Me
         for language in languages[1:]:
             draw = _lm_batches(language, members, batch, seq_len, gb, device)
             if method.is_lora:
-                cfg = LoRAConfig(method.rank, method.alpha, method.rank_stabilized, targets=targets)
+                cfg = LoRAConfig(method.rank, method.alpha, method.rank_stabilized, targets=targets,
+                                 train_head=train_head, train_embeddings=train_embeddings)
                 model = LoRAGPT(current, cfg, generator=ga)
                 fit(Adam(adapter_parameters(model), method.lr), _lm_objective(model, draw), steps)
                 model.merge()
