@@ -61,6 +61,8 @@ def test_continual_learning_machinery_at_a_tiny_size():
     assert len(tot) == 2 * 3 * 2
     with pytest.raises(ValueError, match="tasks"):
         markov_tasks(0, vocab_size=8, successors=3, generator=g[0])
+    with pytest.raises(ValueError, match="task_vocab"):
+        markov_tasks(2, vocab_size=8, successors=3, generator=g[0], task_vocab=2)
 
 
 def test_markov_tasks_own_token_blocks():

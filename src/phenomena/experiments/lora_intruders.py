@@ -1,5 +1,7 @@
 """The lora-intruders experiment: pretrain an MLP on digits, fine-tune it on a shifted task by full
-fine-tuning and by LoRA, and compare the spectra of the fine-tuned weights (Shuttleworth et al. 2024).
+fine-tuning and by LoRA, and compare the spectra of the fine-tuned weights (Shuttleworth et al. 2024);
+and its continual-learning experiment (:func:`continual_learning`): a small GPT pretrained on one Markov
+language and fine-tuned on several others in sequence, LoRA merged after each.
 
 Task A (pretraining) is scikit-learn's digits as they are; task B (fine-tuning) is the same digits
 mirrored left-right and shifted down by one pixel, with the same labels. The pretrained network
@@ -345,6 +347,9 @@ def markov_tasks(tasks: int, *, vocab_size: int, successors: int, generator: tor
     """
     if not isinstance(tasks, int) or tasks < 1:
         raise ValueError(f"tasks must be an integer >= 1 (fine-tuning languages after the pretraining one), got {tasks!r}")
+    if task_vocab is not None and (not isinstance(task_vocab, int) or task_vocab < successors):
+        raise ValueError(f"task_vocab must be an integer >= successors ({successors}), or None to share one vocabulary; "
+                         f"got {task_vocab!r}")
     sizes = [vocab_size] + [vocab_size if task_vocab is None else task_vocab] * tasks
     offsets = [0] * (tasks + 1) if task_vocab is None else [0] + [vocab_size + i * task_vocab for i in range(tasks)]
     total = vocab_size if task_vocab is None else vocab_size + tasks * task_vocab
@@ -353,14 +358,14 @@ def markov_tasks(tasks: int, *, vocab_size: int, successors: int, generator: tor
 
 
 def _lm_batches(language: TokenRange, members: int, batch: int, seq_len: int, generator: torch.Generator,
-                device: torch.device):
-    """A loss closure factory's data: ``(members, batch, seq_len + 1)`` fresh token ids per call, one stream per member."""
+                device: torch.device) -> Callable[[], Tensor]:
+    """Fresh ``(members, batch, seq_len + 1)`` token ids per call: every member trains on its own sequences."""
     def draw() -> Tensor:
         return language.sample(members * batch, seq_len + 1, generator).view(members, batch, seq_len + 1).to(device)
     return draw
 
 
-def _lm_objective(model: torch.nn.Module, draw) -> Callable[[], Tensor]:
+def _lm_objective(model: torch.nn.Module, draw: Callable[[], Tensor]) -> Callable[[], Tensor]:
     def loss() -> Tensor:
         idx = draw()
         return lm_loss(model(idx[..., :-1]), idx[..., 1:])[0]
