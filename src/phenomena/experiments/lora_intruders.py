@@ -1,5 +1,7 @@
 """The lora-intruders experiment: pretrain an MLP on digits, fine-tune it on a shifted task by full
-fine-tuning and by LoRA, and compare the spectra of the fine-tuned weights (Shuttleworth et al. 2024).
+fine-tuning and by LoRA, and compare the spectra of the fine-tuned weights (Shuttleworth et al. 2024);
+and its continual-learning experiment (:func:`continual_learning`): a small GPT pretrained on one Markov
+language and fine-tuned on several others in sequence, LoRA merged after each.
 
 Task A (pretraining) is scikit-learn's digits as they are; task B (fine-tuning) is the same digits
 mirrored left-right and shifted down by one pixel, with the same labels. The pretrained network
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +26,11 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..data.digits import N_CLASSES, DigitsSplit, load_digits_split
+from ..data.markov import MarkovLanguage, markov_language
 from ..ensemble import Adam, fit
 from ..metrics import spectral
-from ..models.lora import LoRAConfig, LoRAMLP
+from ..models.gpt import GPT, GPTConfig, lm_loss
+from ..models.lora import LoRAConfig, LoRAGPT, LoRAMLP, adapter_parameters, gpt_weights
 from ..models.mlp import MLP, MLPConfig
 
 
@@ -305,3 +309,224 @@ def intervene(res: LoRAIntrudersResult, tasks: Tasks, method: str, factors: Sequ
         loss_a.append(la)
         acc_b.append(ab)
     return Intervention(fs, np.stack(loss_a), np.stack(acc_b), r.total_intruders > 0)
+
+
+# ----------------------------------------------------------------------------- continual learning
+GAP_SKIP = 1.02
+"""A pretrained matrix whose top-11 singular values have a ratio σ_i/σ_(i+1) below this is not counted:
+its top singular vectors are ill-defined, so even a full fine-tune could show false intruders."""
+
+
+@dataclass(frozen=True)
+class TokenRange:
+    """A Markov language written with its own block of a larger vocabulary: token ``s`` of ``language`` is id
+    ``offset + s`` among ``vocab_size`` ids. Its entropy rate is the language's."""
+
+    language: MarkovLanguage
+    offset: int
+    vocab_size: int
+
+    @property
+    def entropy_rate(self) -> float:
+        return self.language.entropy_rate
+
+    def sample(self, batch: int, length: int, generator: torch.Generator) -> Tensor:
+        return self.language.sample(batch, length, generator) + self.offset
+
+
+def markov_tasks(tasks: int, *, vocab_size: int, successors: int, generator: torch.Generator,
+                 task_vocab: int | None = None, concentration: float = 1.0) -> list[TokenRange]:
+    """``tasks + 1`` independent random Markov languages: language 0 is pretrained on, languages 1 … ``tasks``
+    are fine-tuned on in sequence.
+
+    ``task_vocab = None``: all share one vocabulary of ``vocab_size`` tokens, so every new language
+    contradicts the old ones token by token. ``task_vocab = n``: language 0 uses tokens ``0 … vocab_size − 1``
+    and each fine-tuning language its own block of ``n`` further tokens (a new domain with its own words),
+    so a network could learn every language at once and forgetting is collateral damage, not a
+    contradiction: the situation of a pretrained model fine-tuned on new tasks.
+    """
+    if not isinstance(tasks, int) or tasks < 1:
+        raise ValueError(f"tasks must be an integer >= 1 (fine-tuning languages after the pretraining one), got {tasks!r}")
+    if task_vocab is not None and (not isinstance(task_vocab, int) or task_vocab < successors):
+        raise ValueError(f"task_vocab must be an integer >= successors ({successors}), or None to share one vocabulary; "
+                         f"got {task_vocab!r}")
+    sizes = [vocab_size] + [vocab_size if task_vocab is None else task_vocab] * tasks
+    offsets = [0] * (tasks + 1) if task_vocab is None else [0] + [vocab_size + i * task_vocab for i in range(tasks)]
+    total = vocab_size if task_vocab is None else vocab_size + tasks * task_vocab
+    return [TokenRange(markov_language(v, successors, generator=generator, concentration=concentration), o, total)
+            for v, o in zip(sizes, offsets)]
+
+
+def _lm_batches(language: TokenRange, members: int, batch: int, seq_len: int, generator: torch.Generator,
+                device: torch.device) -> Callable[[], Tensor]:
+    """Fresh ``(members, batch, seq_len + 1)`` token ids per call: every member trains on its own sequences."""
+    def draw() -> Tensor:
+        return language.sample(members * batch, seq_len + 1, generator).view(members, batch, seq_len + 1).to(device)
+    return draw
+
+
+def _lm_objective(model: torch.nn.Module, draw: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    def loss() -> Tensor:
+        idx = draw()
+        return lm_loss(model(idx[..., :-1]), idx[..., 1:])[0]
+    return loss
+
+
+def pretrain_gpt(language: TokenRange, config: GPTConfig, *, steps: int, lr: float, batch: int,
+                 init_generator: torch.Generator, batch_generator: torch.Generator, spectrum_decay: float = 0.0,
+                 device: torch.device | str = "cpu") -> GPT:
+    """A GPT ensemble (one member per seed) pretrained by Adam on ``language``.
+
+    With ``spectrum_decay > 0`` every linear in the blocks starts as :func:`power_law_matrix` (same
+    Frobenius norm as the Gaussian init), for the reason given there: a separated top spectrum, on
+    which "a new top singular vector" is well defined.
+    """
+    net = GPT(config, init_generator)
+    if spectrum_decay:
+        with torch.no_grad():
+            for w in gpt_weights(net).values():  # (members, out, in) views of the stored (members, in, out)
+                std = float(w.pow(2).mean().sqrt())
+                w.copy_(power_law_matrix(w.shape, spectrum_decay, std, init_generator).to(w.dtype))
+    net.to(device)
+    draw = _lm_batches(language, config.members, batch, config.context, batch_generator, torch.device(device))
+    fit(Adam(net.parameters(), lr), _lm_objective(net, draw), steps)
+    return net
+
+
+@torch.no_grad()
+def lm_losses(model: torch.nn.Module, held_out: Sequence[Tensor]) -> np.ndarray:
+    """Per-member next-token loss (nats per token) on each held-out token set: ``(languages, members)``."""
+    return np.stack([lm_loss(model(x[:, :-1]), x[:, 1:])[0].cpu().numpy() for x in held_out])
+
+
+@dataclass
+class ContinualResult:
+    """The continual-learning run: per checkpoint (0 = pretrained, t = after fine-tuning on language t), method,
+    member and adapted matrix, the intruder count against the pretrained matrix and the losses.
+
+    ``losses[method]``: ``(checkpoints, languages, members)`` held-out loss of every language at every checkpoint.
+    ``intruders[method]``: ``(checkpoints, members, matrices)``. ``gaps``: ``(members, matrices)`` smallest
+    ``σ_i/σ_(i+1)`` of the pretrained top 11; a matrix below ``gap_skip`` is not counted. ``base`` and
+    ``final[method]``: the pretrained and the last fine-tuned adapted matrices, ``(members, out, in)`` by name.
+    """
+
+    methods: list[Method]
+    matrices: tuple[str, ...]
+    losses: dict[str, np.ndarray]
+    intruders: dict[str, np.ndarray]
+    update_ratio: dict[str, np.ndarray]
+    gaps: np.ndarray
+    entropy_rates: np.ndarray
+    base: dict[str, Tensor] = field(repr=False)
+    final: dict[str, dict[str, Tensor]] = field(repr=False)
+    k: int = spectral.K_TOP
+    epsilon: float = spectral.EPSILON
+    gap_skip: float = GAP_SKIP
+
+    @property
+    def counted(self) -> np.ndarray:
+        """``(members, matrices)``: which pretrained matrices have well-separated top singular values."""
+        return self.gaps >= self.gap_skip
+
+    def table(self) -> pd.DataFrame:
+        """One row per checkpoint × method × member × adapted matrix (tidy)."""
+        rows = []
+        for m in self.methods:
+            loss, count, ratio = self.losses[m.name], self.intruders[m.name], self.update_ratio[m.name]
+            for t in range(loss.shape[0]):
+                for e in range(loss.shape[2]):
+                    previous = float(loss[t, 1:t, e].mean()) if t >= 2 else math.nan
+                    for j, name in enumerate(self.matrices):
+                        rows.append(dict(task=t, method=m.name, member=e, matrix=name, intruders=int(count[t, e, j]),
+                                         counted=bool(self.counted[e, j]), min_gap=float(self.gaps[e, j]),
+                                         update_ratio=float(ratio[t, e, j]), pretrain_loss=float(loss[t, 0, e]),
+                                         task_loss=float(loss[t, t, e]), previous_loss=previous))
+        return pd.DataFrame(rows)
+
+    def totals(self) -> pd.DataFrame:
+        """One row per checkpoint × method × member: intruders summed over the counted matrices, and the losses."""
+        t = self.table()
+        t["intruders"] = t["intruders"].where(t["counted"], 0)
+        keys = ["task", "method", "member"]
+        out = t.groupby(keys, sort=False).agg(intruders=("intruders", "sum"), pretrain_loss=("pretrain_loss", "first"),
+                                              task_loss=("task_loss", "first"), previous_loss=("previous_loss", "first"))
+        return out.reset_index()
+
+    def total(self, method: str) -> np.ndarray:
+        """``(checkpoints, members)``: intruders summed over the counted matrices."""
+        return (self.intruders[method] * self.counted[None]).sum(-1)
+
+
+def continual_learning(languages: Sequence[TokenRange], methods: Sequence[Method], *, members: int, width: int,
+                       layers: int, heads: int, seq_len: int, pretrain_steps: int, pretrain_lr: float, steps: int,
+                       batch: int, generators: Sequence[torch.Generator], n_eval: int = 256,
+                       spectrum_decay: float = 0.0, k: int = spectral.K_TOP, epsilon: float = spectral.EPSILON,
+                       targets: tuple[str, ...] = ("attn", "mlp"), train_head: bool = False,
+                       train_embeddings: bool = False, device: torch.device | str = "cpu") -> ContinualResult:
+    """Pretrain a GPT ensemble on ``languages[0]``, then fine-tune it on ``languages[1:]`` in sequence by each method.
+
+    Full fine-tuning trains every parameter at each task. LoRA puts a fresh adapter on every linear of
+    ``targets`` at each task (LayerNorms frozen; embeddings and head trained densely only with ``train_embeddings``
+    and ``train_head``: frozen is ``LoRAGPT``'s default), trains it,
+    and merges it into the weights before the next task, as one does in practice to keep one model.
+    After every task the adapted matrices are compared with the *pretrained* ones (official count:
+    top ``k``, ``max |cos| < epsilon``), and every language is scored on a fixed held-out sample.
+
+    ``generators``: (languages' held-out samples, init, pretraining batches, adapters, fine-tuning
+    batches). Every method sees the same fine-tuning minibatches and, for LoRA, the same adapter draws.
+    """
+    if len(languages) < 2:
+        raise ValueError("continual learning needs a pretraining language and at least one fine-tuning language")
+    g_eval, g_init, g_pre, g_adapt, g_ft = generators
+    device = torch.device(device)
+    config = GPTConfig(vocab_size=languages[0].vocab_size, context=seq_len, layers=layers, heads=heads, width=width,
+                       members=members)
+    held_out = [lang.sample(n_eval, seq_len + 1, g_eval).to(device) for lang in languages]
+    net = pretrain_gpt(languages[0], config, steps=pretrain_steps, lr=pretrain_lr, batch=batch, init_generator=g_init,
+                       batch_generator=g_pre, spectrum_decay=spectrum_decay, device=device)
+    lora_config = LoRAConfig(1, 1.0, targets=targets)
+    names = lora_config.adapted_linears(layers)
+    base = {n: w.detach().clone() for n, w in gpt_weights(net, names).items()}
+    gaps = np.stack([spectral.singular_gaps(base[n], k + 1).amin(-1).cpu().numpy() for n in names], 1)
+    sigma_k = {n: torch.linalg.svdvals(w.double())[..., k - 1] for n, w in base.items()}
+    ft_seed = int(torch.randint(0, 2**62, (1,), generator=g_ft))
+    adapt_seed = int(torch.randint(0, 2**62, (1,), generator=g_adapt))
+    pre_losses = lm_losses(net, held_out)
+
+    @torch.no_grad()
+    def measure(model: GPT) -> tuple[np.ndarray, np.ndarray]:
+        tuned = gpt_weights(model, names)
+        counts = [spectral.intruder_count(tuned[n], base[n], k, epsilon).cpu().numpy() for n in names]
+        ratio = [(torch.linalg.matrix_norm((tuned[n] - base[n]).double(), 2) / sigma_k[n]).cpu().numpy() for n in names]
+        return np.stack(counts, 1), np.stack(ratio, 1)
+
+    losses, intruders, ratios, final = {}, {}, {}, {}
+    zero = np.zeros((members, len(names)))
+    for method in methods:
+        gb = torch.Generator().manual_seed(ft_seed)
+        ga = torch.Generator().manual_seed(adapt_seed)
+        current = copy.deepcopy(net)
+        lo, co, ra = [pre_losses], [zero.astype(np.int64)], [zero]
+        for language in languages[1:]:
+            draw = _lm_batches(language, members, batch, seq_len, gb, device)
+            if method.is_lora:
+                cfg = LoRAConfig(method.rank, method.alpha, method.rank_stabilized, targets=targets,
+                                 train_head=train_head, train_embeddings=train_embeddings)
+                model = LoRAGPT(current, cfg, generator=ga)
+                fit(Adam(adapter_parameters(model), method.lr), _lm_objective(model, draw), steps)
+                model.merge()
+                current = model.base
+            else:
+                for p in current.parameters():
+                    p.requires_grad_(True)
+                fit(Adam(current.parameters(), method.lr), _lm_objective(current, draw), steps)
+            lo.append(lm_losses(current, held_out))
+            c, r = measure(current)
+            co.append(c)
+            ra.append(r)
+        losses[method.name], intruders[method.name], ratios[method.name] = np.stack(lo), np.stack(co), np.stack(ra)
+        final[method.name] = {n: w.detach().clone() for n, w in gpt_weights(current, names).items()}
+    rates = np.array([lang.entropy_rate for lang in languages])
+    return ContinualResult(methods=list(methods), matrices=names, losses=losses, intruders=intruders,
+                           update_ratio=ratios, gaps=gaps, entropy_rates=rates, base=base, final=final, k=k,
+                           epsilon=epsilon)
