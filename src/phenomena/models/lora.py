@@ -139,7 +139,55 @@ class Adapters(nn.Module):
         return self.scaling * torch.bmm(self.B[j], self.A[j])
 
 
-class LoRAMLP(nn.Module):
+class _Adapted(nn.Module):
+    """What every LoRA wrapper shares once it holds ``self.adapters``: the views of ``A``, ``B`` and ``γ``,
+    and merging the updates into (and out of) the frozen weights. A wrapper says where the j-th
+    adapted matrix is stored (:meth:`_frozen`) and in which orientation (:meth:`_stored_delta`)."""
+
+    adapters: Adapters
+    config: LoRAConfig
+    merged: bool
+
+    @property
+    def A(self) -> nn.ParameterList:
+        return self.adapters.A
+
+    @property
+    def B(self) -> nn.ParameterList:
+        return self.adapters.B
+
+    @property
+    def scaling(self) -> float:
+        return self.config.scaling
+
+    def _frozen(self, j: int) -> Tensor:
+        """The frozen base weight that the j-th adapter updates, as stored."""
+        raise NotImplementedError
+
+    def _stored_delta(self, j: int) -> Tensor:
+        """The j-th update ``γBA`` in the orientation of :meth:`_frozen` (``(members, out, in)`` by default)."""
+        return self.adapters.delta(j)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Write ``γBA`` into the frozen weights; the forward pass then uses them alone (idempotent)."""
+        if self.merged:
+            return
+        for j in range(len(self.adapters.A)):
+            self._frozen(j).add_(self._stored_delta(j))
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Take ``γBA`` out of the frozen weights again (the inverse of :meth:`merge`)."""
+        if not self.merged:
+            return
+        for j in range(len(self.adapters.A)):
+            self._frozen(j).sub_(self._stored_delta(j))
+        self.merged = False
+
+
+class LoRAMLP(_Adapted):
     """A frozen copy of ``base`` with LoRA adapters on the layers of ``config``, one adapter per member.
 
     Trainable parameters: ``A[j]`` ``(members, r, in)``, ``B[j]`` ``(members, out, r)`` for the j-th
@@ -171,18 +219,6 @@ class LoRAMLP(nn.Module):
             self.head = nn.Parameter(self.base.weights[last].detach().clone())
         self.merged = False
 
-    @property
-    def A(self) -> nn.ParameterList:
-        return self.adapters.A
-
-    @property
-    def B(self) -> nn.ParameterList:
-        return self.adapters.B
-
-    @property
-    def scaling(self) -> float:
-        return self.config.scaling
-
     def delta(self, layer: int) -> Tensor:
         """The update ``γ·B A`` of weight ``layer`` for every member, ``(members, out, in)``."""
         if layer not in self.layers:
@@ -206,23 +242,8 @@ class LoRAMLP(nn.Module):
         params = {f"weights.{i}": w for i, w in enumerate(self.weights())}
         return functional_call(self.base, params, (x,))
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Write ``γBA`` into the frozen weights; the forward pass then uses them alone (idempotent)."""
-        if self.merged:
-            return
-        for i in self.layers:
-            self.base.weights[i].add_(self.delta(i))
-        self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Take ``γBA`` out of the frozen weights again (the inverse of :meth:`merge`)."""
-        if not self.merged:
-            return
-        for i in self.layers:
-            self.base.weights[i].sub_(self.delta(i))
-        self.merged = False
+    def _frozen(self, j: int) -> Tensor:
+        return self.base.weights[self.layers[j]]
 
     @torch.no_grad()
     def merged_weights(self) -> list[Tensor]:
@@ -243,7 +264,7 @@ def gpt_weights(model: GPT, names: Sequence[str] | None = None) -> dict[str, Ten
     return {n: model.get_submodule(n).weight.transpose(1, 2) for n in names}
 
 
-class LoRAGPT(nn.Module):
+class LoRAGPT(_Adapted):
     """A frozen copy of a :class:`~phenomena.models.gpt.GPT` with LoRA adapters on the linears that
     ``config.targets`` names, one adapter per member.
 
@@ -279,18 +300,6 @@ class LoRAGPT(nn.Module):
             self.base.position_embedding.requires_grad_(True)
         self.merged = False
 
-    @property
-    def A(self) -> nn.ParameterList:
-        return self.adapters.A
-
-    @property
-    def B(self) -> nn.ParameterList:
-        return self.adapters.B
-
-    @property
-    def scaling(self) -> float:
-        return self.config.scaling
-
     def delta(self, name: str) -> Tensor:
         """The update ``γ·B A`` of linear ``name`` for every member, ``(members, out, in)``."""
         if name not in self.names:
@@ -310,23 +319,11 @@ class LoRAGPT(nn.Module):
         params = {f"{n}.weight": w.transpose(1, 2) for n, w in self.weights().items()}
         return functional_call(self.base, params, (idx,), strict=False)
 
-    @torch.no_grad()
-    def merge(self) -> None:
-        """Write ``γBA`` into the frozen weights; the forward pass then uses them alone (idempotent)."""
-        if self.merged:
-            return
-        for j, n in enumerate(self.names):
-            self.base.get_submodule(n).weight.add_(self.adapters.delta(j).transpose(1, 2))
-        self.merged = True
+    def _frozen(self, j: int) -> Tensor:
+        return self.base.get_submodule(self.names[j]).weight
 
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Take ``γBA`` out of the frozen weights again (the inverse of :meth:`merge`)."""
-        if not self.merged:
-            return
-        for j, n in enumerate(self.names):
-            self.base.get_submodule(n).weight.sub_(self.adapters.delta(j).transpose(1, 2))
-        self.merged = False
+    def _stored_delta(self, j: int) -> Tensor:
+        return self.adapters.delta(j).transpose(1, 2)  # the GPT's linears store (members, in, out)
 
     @torch.no_grad()
     def merged_weights(self) -> dict[str, Tensor]:
