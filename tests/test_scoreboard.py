@@ -34,3 +34,13 @@ def test_overview_counts_claims_passing_on_every_seed_and_links_the_chapter():
 def test_all_seeds_passing_is_a_pass_badge():
     text = render([record(s, "smoke", -0.5, "pass") for s in range(3)], {"toy": "A toy"})
     assert badge("pass", "1/1 pass") in text
+
+
+def test_a_claim_not_reproduced_on_some_seed_counts_against_the_pass_share_in_amber():
+    """A claim that passes on most seeds and is reported as not reproduced on one is not a pass of every
+    seed: the overview says 0/1 pass (amber, not the 0/0 it would be if the claim left the count) and
+    1 not reproduced."""
+    text = render([record(0, "smoke", -0.5, "pass"), record(1, "smoke", -0.9, "not reproduced")], {"toy": "A toy"})
+    overview = text.split("## A toy")[0]
+    assert badge("not reproduced", "0/1 pass") in overview
+    assert badge("not reproduced", "1 not reproduced") in overview
