@@ -34,6 +34,8 @@ def test_stored_clean_and_well_formed(slug):
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     for cell in code:
         assert not cell.get("outputs") and cell.get("execution_count") is None, f"{slug}: store without outputs"
+    ids = [c.get("id") for c in nb["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids), f"{slug}: every cell needs its own id (nbformat 4.5)"
     tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
     assert tags.count("parameters") == 1, f"{slug}: exactly one cell tagged 'parameters'"
     assert tags.count("nbval-check-output") == 1, f"{slug}: the claims table cell is tagged 'nbval-check-output'"
